@@ -1,0 +1,244 @@
+//! A fixed-length set of chunk indices, with the compact byte form used on the wire.
+
+use thiserror::Error;
+
+/// Index of a chunk within one piece of content.
+pub type ChunkIndex = u32;
+
+/// Which chunks a peer holds: one bit per chunk, plus a cached count of set bits.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct Bitfield {
+    words: Vec<u64>,
+    len: u32,
+    ones: u32,
+}
+
+/// Why a bitfield received from a peer was rejected.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum BitfieldError {
+    /// The byte form had the wrong length for the chunk count.
+    #[error("bitfield has {got} bytes, expected {expected} for {chunks} chunks")]
+    WrongLength {
+        got: usize,
+        expected: usize,
+        chunks: u32,
+    },
+    /// Bits past the last chunk were set.
+    #[error("bitfield sets bits past the last chunk")]
+    SpareBitsSet,
+}
+
+impl Bitfield {
+    /// An empty bitfield for `len` chunks.
+    pub fn new(len: u32) -> Self {
+        Self {
+            words: vec![0; words_for(len)],
+            len,
+            ones: 0,
+        }
+    }
+
+    /// A bitfield with all `len` chunks set.
+    pub fn full(len: u32) -> Self {
+        let mut words = vec![u64::MAX; words_for(len)];
+        if let Some(last) = words.last_mut() {
+            let spare = (words_for(len) * 64) as u32 - len;
+            *last >>= spare;
+        }
+        Self {
+            words,
+            len,
+            ones: len,
+        }
+    }
+
+    /// Number of chunks this bitfield covers.
+    pub fn len(&self) -> u32 {
+        self.len
+    }
+
+    /// True when it covers no chunks at all.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Number of set bits.
+    pub fn count_ones(&self) -> u32 {
+        self.ones
+    }
+
+    /// True when every chunk is set (also for a zero-length bitfield).
+    pub fn is_full(&self) -> bool {
+        self.ones == self.len
+    }
+
+    /// True when no chunk is set.
+    pub fn none_set(&self) -> bool {
+        self.ones == 0
+    }
+
+    /// Whether chunk `i` is set; out of range reads as unset.
+    pub fn get(&self, i: ChunkIndex) -> bool {
+        if i >= self.len {
+            return false;
+        }
+        self.words[(i / 64) as usize] & (1u64 << (i % 64)) != 0
+    }
+
+    /// Sets chunk `i`; returns true if it was newly set. Out of range is ignored.
+    pub fn set(&mut self, i: ChunkIndex) -> bool {
+        if i >= self.len {
+            return false;
+        }
+        let w = &mut self.words[(i / 64) as usize];
+        let mask = 1u64 << (i % 64);
+        if *w & mask != 0 {
+            return false;
+        }
+        *w |= mask;
+        self.ones += 1;
+        true
+    }
+
+    /// Clears chunk `i`; returns true if it was set. Out of range is ignored.
+    pub fn clear(&mut self, i: ChunkIndex) -> bool {
+        if i >= self.len {
+            return false;
+        }
+        let w = &mut self.words[(i / 64) as usize];
+        let mask = 1u64 << (i % 64);
+        if *w & mask == 0 {
+            return false;
+        }
+        *w &= !mask;
+        self.ones -= 1;
+        true
+    }
+
+    /// Iterates over the set indices in ascending order.
+    pub fn iter_ones(&self) -> impl Iterator<Item = ChunkIndex> + '_ {
+        self.words.iter().enumerate().flat_map(|(wi, &word)| {
+            let mut w = word;
+            std::iter::from_fn(move || {
+                if w == 0 {
+                    return None;
+                }
+                let bit = w.trailing_zeros();
+                w &= w - 1;
+                Some(wi as u32 * 64 + bit)
+            })
+        })
+    }
+
+    /// True if `self` has some chunk that `other` lacks.
+    pub fn has_any_missing_from(&self, other: &Bitfield) -> bool {
+        self.words
+            .iter()
+            .zip(other.words.iter().chain(std::iter::repeat(&0)))
+            .any(|(a, b)| a & !b != 0)
+    }
+
+    /// The compact byte form: chunk 0 is the high bit of byte 0, as in BitTorrent.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = vec![0u8; bytes_for(self.len)];
+        for i in self.iter_ones() {
+            out[(i / 8) as usize] |= 0x80 >> (i % 8);
+        }
+        out
+    }
+
+    /// Parses the compact byte form for `len` chunks, rejecting a wrong length or spare bits.
+    pub fn from_bytes(len: u32, bytes: &[u8]) -> Result<Self, BitfieldError> {
+        let expected = bytes_for(len);
+        if bytes.len() != expected {
+            return Err(BitfieldError::WrongLength {
+                got: bytes.len(),
+                expected,
+                chunks: len,
+            });
+        }
+        let mut bf = Self::new(len);
+        for (bi, &byte) in bytes.iter().enumerate() {
+            let mut b = byte;
+            while b != 0 {
+                let bit = b.leading_zeros();
+                b &= !(0x80u8 >> bit);
+                let i = bi as u64 * 8 + u64::from(bit);
+                if i >= u64::from(len) {
+                    return Err(BitfieldError::SpareBitsSet);
+                }
+                bf.set(i as u32);
+            }
+        }
+        Ok(bf)
+    }
+}
+
+impl std::fmt::Debug for Bitfield {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Bitfield({}/{})", self.ones, self.len)
+    }
+}
+
+fn words_for(len: u32) -> usize {
+    (len as usize).div_ceil(64)
+}
+
+fn bytes_for(len: u32) -> usize {
+    (len as usize).div_ceil(8)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn full_has_exact_count_and_no_spare_bits() {
+        for len in [0u32, 1, 7, 8, 63, 64, 65, 1000] {
+            let bf = Bitfield::full(len);
+            assert_eq!(bf.count_ones(), len);
+            assert_eq!(bf.iter_ones().count() as u32, len);
+            assert!(!bf.get(len));
+            assert_eq!(Bitfield::from_bytes(len, &bf.to_bytes()), Ok(bf));
+        }
+    }
+
+    #[test]
+    fn rejects_spare_bits_and_wrong_length() {
+        assert_eq!(
+            Bitfield::from_bytes(3, &[0b0001_0000]),
+            Err(BitfieldError::SpareBitsSet)
+        );
+        assert!(matches!(
+            Bitfield::from_bytes(9, &[0xff]),
+            Err(BitfieldError::WrongLength { .. })
+        ));
+    }
+
+    #[test]
+    fn out_of_range_is_ignored() {
+        let mut bf = Bitfield::new(10);
+        assert!(!bf.set(10));
+        assert!(!bf.get(10));
+        assert_eq!(bf.count_ones(), 0);
+    }
+
+    proptest! {
+        #[test]
+        fn bytes_round_trip(len in 0u32..2000, seed in proptest::collection::vec(any::<u32>(), 0..100)) {
+            let mut bf = Bitfield::new(len);
+            for s in seed { if len > 0 { bf.set(s % len); } }
+            let back = Bitfield::from_bytes(len, &bf.to_bytes()).unwrap();
+            prop_assert_eq!(back.count_ones(), bf.count_ones());
+            prop_assert_eq!(back, bf);
+        }
+
+        #[test]
+        fn from_random_bytes_never_panics(len in 0u32..100, bytes in proptest::collection::vec(any::<u8>(), 0..20)) {
+            if let Ok(bf) = Bitfield::from_bytes(len, &bytes) {
+                prop_assert_eq!(bf.to_bytes(), bytes);
+            }
+        }
+    }
+}

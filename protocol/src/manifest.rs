@@ -1,0 +1,531 @@
+//! The manifest: what a content ID names (layout, chunk size, Merkle root).
+//!
+//! The content ID is SHA-256 of the manifest's CBOR encoding. Chunks are cut
+//! from the concatenation of all files in manifest order, so a directory of
+//! small files does not waste a chunk per file.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use thiserror::Error;
+
+use crate::id::ContentId;
+use crate::merkle::{Hash, LeafHasher, MerkleTree};
+
+/// Default chunk size: 256 KiB.
+pub const DEFAULT_CHUNK_SIZE: u32 = 256 * 1024;
+/// Smallest chunk size we accept.
+pub const MIN_CHUNK_SIZE: u32 = 16 * 1024;
+/// Largest chunk size we accept (bounds every chunk message).
+pub const MAX_CHUNK_SIZE: u32 = 4 * 1024 * 1024;
+/// Largest encoded manifest we accept from a peer.
+pub const MAX_MANIFEST_BYTES: usize = 8 * 1024 * 1024;
+/// Most entries a directory manifest may list.
+pub const MAX_ENTRIES: usize = 200_000;
+/// Longest path component, in bytes.
+pub const MAX_COMPONENT_LEN: usize = 255;
+/// Deepest relative path.
+pub const MAX_PATH_DEPTH: usize = 64;
+
+/// Describes one shared file or directory tree.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// Format version; this code writes and reads 1.
+    pub version: u8,
+    /// Name of the shared file or top directory (one safe path component).
+    pub name: String,
+    /// Bytes per chunk (the last one may be shorter).
+    pub chunk_size: u32,
+    /// What the content is.
+    pub layout: Layout,
+    /// Merkle root over all chunk leaves.
+    #[serde(with = "serde_bytes")]
+    pub root: Hash,
+}
+
+/// A single file or a directory tree.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Layout {
+    /// One file of this many bytes, stored as `name`.
+    File { length: u64 },
+    /// A tree under the directory `name`.
+    Directory { entries: Vec<Entry> },
+}
+
+/// One item of a directory tree.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    /// Path components relative to the top directory.
+    pub path: Vec<String>,
+    /// A file's length, or an (empty) directory.
+    pub kind: EntryKind,
+}
+
+/// File with its length, or a directory that must exist even if empty.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EntryKind {
+    /// A regular file.
+    File { length: u64 },
+    /// A directory.
+    Dir,
+}
+
+/// Why a manifest was rejected.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum ManifestError {
+    /// Bytes did not hash to the expected content ID.
+    #[error("manifest does not match content ID {0}")]
+    IdMismatch(ContentId),
+    /// Encoded form larger than we accept.
+    #[error("manifest is {0} bytes, over the {MAX_MANIFEST_BYTES}-byte limit")]
+    TooLarge(usize),
+    /// Not a manifest at all.
+    #[error("manifest is not valid CBOR: {0}")]
+    Malformed(String),
+    /// A version we do not speak.
+    #[error("unsupported manifest version {0}")]
+    UnsupportedVersion(u8),
+    /// Chunk size out of range or not a power of two.
+    #[error("chunk size {0} is not a power of two between {MIN_CHUNK_SIZE} and {MAX_CHUNK_SIZE}")]
+    BadChunkSize(u32),
+    /// A name or path that could escape the output directory or is not portable.
+    #[error("unsafe path component {0:?}")]
+    UnsafePath(String),
+    /// The same path listed twice, or a file used as a directory.
+    #[error("path {0:?} is listed twice or is both a file and a directory")]
+    PathConflict(String),
+    /// Too many entries, or content too large to index by u32 chunks.
+    #[error("manifest too large: {0}")]
+    Limits(&'static str),
+}
+
+impl Manifest {
+    /// The content ID: SHA-256 of the canonical encoding.
+    pub fn id(&self) -> ContentId {
+        ContentId::from_bytes(Sha256::digest(self.to_bytes()).into())
+    }
+
+    /// Canonical CBOR encoding (fields in declaration order).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        // Encoding into a Vec cannot fail for these plain types.
+        cbor4ii::serde::to_vec(Vec::new(), self).unwrap_or_default()
+    }
+
+    /// Decodes bytes received for `id`: checks the hash first, then validates.
+    pub fn from_bytes_for(id: &ContentId, bytes: &[u8]) -> Result<Self, ManifestError> {
+        if bytes.len() > MAX_MANIFEST_BYTES {
+            return Err(ManifestError::TooLarge(bytes.len()));
+        }
+        if Sha256::digest(bytes).as_slice() != id.as_bytes() {
+            return Err(ManifestError::IdMismatch(*id));
+        }
+        Self::decode_untrusted(bytes)
+    }
+
+    /// Decodes and validates bytes of unknown origin (no ID check).
+    pub fn decode_untrusted(bytes: &[u8]) -> Result<Self, ManifestError> {
+        if bytes.len() > MAX_MANIFEST_BYTES {
+            return Err(ManifestError::TooLarge(bytes.len()));
+        }
+        let m: Manifest = cbor4ii::serde::from_slice(bytes)
+            .map_err(|e| ManifestError::Malformed(e.to_string()))?;
+        m.validate()?;
+        Ok(m)
+    }
+
+    /// Checks every invariant code downstream relies on.
+    pub fn validate(&self) -> Result<(), ManifestError> {
+        if self.version != 1 {
+            return Err(ManifestError::UnsupportedVersion(self.version));
+        }
+        if !self.chunk_size.is_power_of_two()
+            || !(MIN_CHUNK_SIZE..=MAX_CHUNK_SIZE).contains(&self.chunk_size)
+        {
+            return Err(ManifestError::BadChunkSize(self.chunk_size));
+        }
+        check_component(&self.name)?;
+        if let Layout::Directory { entries } = &self.layout {
+            if entries.len() > MAX_ENTRIES {
+                return Err(ManifestError::Limits("too many entries"));
+            }
+            let mut seen = std::collections::HashMap::<&[String], bool>::new();
+            for e in entries {
+                if e.path.is_empty() || e.path.len() > MAX_PATH_DEPTH {
+                    return Err(ManifestError::Limits("path empty or too deep"));
+                }
+                for c in &e.path {
+                    check_component(c)?;
+                }
+                let is_dir = matches!(e.kind, EntryKind::Dir);
+                if seen.insert(&e.path[..], is_dir).is_some() {
+                    return Err(ManifestError::PathConflict(e.path.join("/")));
+                }
+            }
+            // Every ancestor of an entry must be a directory, never a listed file.
+            for e in entries {
+                for k in 1..e.path.len() {
+                    if seen.get(&e.path[..k]) == Some(&false) {
+                        return Err(ManifestError::PathConflict(e.path[..k].join("/")));
+                    }
+                }
+            }
+        }
+        let total = self
+            .files()
+            .try_fold(0u64, |acc, (_, len)| acc.checked_add(len))
+            .ok_or(ManifestError::Limits("total length overflows"))?;
+        if total.div_ceil(u64::from(self.chunk_size)) > u64::from(u32::MAX) {
+            return Err(ManifestError::Limits("more than 2^32 chunks"));
+        }
+        Ok(())
+    }
+
+    /// Files in chunk-stream order, as (relative path components, length).
+    /// A single-file share yields one file with an empty path.
+    pub fn files(&self) -> impl Iterator<Item = (&[String], u64)> + '_ {
+        let (single, entries): (Option<u64>, &[Entry]) = match &self.layout {
+            Layout::File { length } => (Some(*length), &[]),
+            Layout::Directory { entries } => (None, entries),
+        };
+        single
+            .map(|l| (&[][..], l))
+            .into_iter()
+            .chain(entries.iter().filter_map(|e| match e.kind {
+                EntryKind::File { length } => Some((&e.path[..], length)),
+                EntryKind::Dir => None,
+            }))
+    }
+
+    /// Total bytes of content.
+    pub fn total_length(&self) -> u64 {
+        self.files().map(|(_, l)| l).fold(0u64, u64::saturating_add)
+    }
+
+    /// Number of chunks.
+    pub fn chunk_count(&self) -> u32 {
+        let n = self
+            .total_length()
+            .div_ceil(u64::from(self.chunk_size.max(1)));
+        u32::try_from(n).unwrap_or(u32::MAX)
+    }
+
+    /// Length of chunk `index` (the last may be short); 0 if out of range.
+    pub fn chunk_len(&self, index: u32) -> u32 {
+        let cs = u64::from(self.chunk_size);
+        let start = u64::from(index) * cs;
+        let total = self.total_length();
+        if start >= total {
+            return 0;
+        }
+        (total - start).min(cs) as u32
+    }
+
+    /// Byte range of chunk `index` within the concatenated content.
+    pub fn chunk_range(&self, index: u32) -> std::ops::Range<u64> {
+        let start = u64::from(index) * u64::from(self.chunk_size);
+        start..start + u64::from(self.chunk_len(index))
+    }
+
+    /// The pieces of files that chunk `index` covers, as (file number, offset in file, length).
+    pub fn chunk_spans(&self, index: u32) -> Vec<FileSpan> {
+        let range = self.chunk_range(index);
+        let mut out = Vec::new();
+        let mut file_start = 0u64;
+        for (n, (_, len)) in self.files().enumerate() {
+            let file_end = file_start + len;
+            let lo = range.start.max(file_start);
+            let hi = range.end.min(file_end);
+            if lo < hi {
+                out.push(FileSpan {
+                    file: n,
+                    offset: lo - file_start,
+                    len: hi - lo,
+                });
+            }
+            if file_end >= range.end {
+                break;
+            }
+            file_start = file_end;
+        }
+        out
+    }
+}
+
+/// Part of one file inside a chunk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FileSpan {
+    /// Index into `Manifest::files()`.
+    pub file: usize,
+    /// Offset within that file.
+    pub offset: u64,
+    /// Bytes of this file in the chunk.
+    pub len: u64,
+}
+
+fn check_component(c: &str) -> Result<(), ManifestError> {
+    let bad = c.is_empty()
+        || c == "."
+        || c == ".."
+        || c.len() > MAX_COMPONENT_LEN
+        || c.chars()
+            .any(|ch| matches!(ch, '/' | '\\' | '\0') || ch.is_control())
+        || (c.len() == 2 && c.ends_with(':'));
+    if bad {
+        Err(ManifestError::UnsafePath(c.to_string()))
+    } else {
+        Ok(())
+    }
+}
+
+/// Builds a manifest by streaming the content through it once.
+///
+/// The caller (which owns the filesystem) describes the layout, then feeds
+/// every file's bytes in `Manifest::files()` order.
+pub struct ManifestBuilder {
+    name: String,
+    chunk_size: u32,
+    layout: Layout,
+    leaves: Vec<Hash>,
+    current: LeafHasher,
+    in_chunk: u64,
+    fed: u64,
+}
+
+impl ManifestBuilder {
+    /// Starts a manifest for `layout` under `name`.
+    pub fn new(name: String, chunk_size: u32, layout: Layout) -> Result<Self, ManifestError> {
+        let probe = Manifest {
+            version: 1,
+            name: name.clone(),
+            chunk_size,
+            layout: layout.clone(),
+            root: [0; 32],
+        };
+        probe.validate()?;
+        Ok(Self {
+            name,
+            chunk_size,
+            layout,
+            leaves: Vec::with_capacity(probe.chunk_count() as usize),
+            current: LeafHasher::new(),
+            in_chunk: 0,
+            fed: 0,
+        })
+    }
+
+    /// Feeds the next bytes of content.
+    pub fn update(&mut self, mut data: &[u8]) {
+        let cs = u64::from(self.chunk_size);
+        while !data.is_empty() {
+            let take = ((cs - self.in_chunk) as usize).min(data.len());
+            self.current.update(&data[..take]);
+            self.in_chunk += take as u64;
+            self.fed += take as u64;
+            data = &data[take..];
+            if self.in_chunk == cs {
+                let done = std::mem::take(&mut self.current);
+                self.leaves.push(done.finish());
+                self.in_chunk = 0;
+            }
+        }
+    }
+
+    /// Bytes fed so far.
+    pub fn bytes_fed(&self) -> u64 {
+        self.fed
+    }
+
+    /// Finishes: the manifest and the full Merkle tree (for serving proofs).
+    /// Fails if the bytes fed differ from the layout's total length.
+    pub fn finish(mut self) -> Result<(Manifest, MerkleTree), BuildError> {
+        if self.in_chunk > 0 {
+            let done = std::mem::take(&mut self.current);
+            self.leaves.push(done.finish());
+        }
+        let mut manifest = Manifest {
+            version: 1,
+            name: self.name,
+            chunk_size: self.chunk_size,
+            layout: self.layout,
+            root: [0; 32],
+        };
+        let expected = manifest.total_length();
+        if self.fed != expected {
+            return Err(BuildError::LengthMismatch {
+                expected,
+                fed: self.fed,
+            });
+        }
+        let tree = MerkleTree::from_leaves(&self.leaves);
+        manifest.root = tree.root();
+        Ok((manifest, tree))
+    }
+}
+
+/// Why building a manifest failed.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum BuildError {
+    /// The content changed while it was being read.
+    #[error("content length changed while hashing: layout says {expected} bytes, read {fed}")]
+    LengthMismatch { expected: u64, fed: u64 },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::merkle::verify_chunk;
+    use proptest::prelude::*;
+
+    fn build(layout: Layout, content: &[u8], cs: u32) -> (Manifest, MerkleTree) {
+        let mut b = ManifestBuilder::new("share".into(), cs, layout).unwrap();
+        for piece in content.chunks(1000) {
+            b.update(piece);
+        }
+        b.finish().unwrap()
+    }
+
+    #[test]
+    fn sizes_edge_cases() {
+        let cs = MIN_CHUNK_SIZE;
+        for len in [0u64, 1, cs as u64, cs as u64 + 1, 3 * cs as u64 - 1] {
+            let content: Vec<u8> = (0..len).map(|i| (i * 7) as u8).collect();
+            let (m, tree) = build(Layout::File { length: len }, &content, cs);
+            assert_eq!(m.chunk_count() as u64, len.div_ceil(cs as u64));
+            for i in 0..m.chunk_count() {
+                let r = m.chunk_range(i);
+                let data = &content[r.start as usize..r.end as usize];
+                verify_chunk(&m.root, m.chunk_count(), i, data, &tree.proof(i).unwrap()).unwrap();
+            }
+        }
+    }
+
+    #[test]
+    fn directory_with_empty_file_and_dir_round_trips() {
+        let layout = Layout::Directory {
+            entries: vec![
+                Entry {
+                    path: vec!["a".into(), "b.txt".into()],
+                    kind: EntryKind::File { length: 20_000 },
+                },
+                Entry {
+                    path: vec!["empty".into()],
+                    kind: EntryKind::File { length: 0 },
+                },
+                Entry {
+                    path: vec!["void".into()],
+                    kind: EntryKind::Dir,
+                },
+                Entry {
+                    path: vec!["c".into()],
+                    kind: EntryKind::File { length: 30_000 },
+                },
+            ],
+        };
+        let content = vec![5u8; 50_000];
+        let (m, _) = build(layout, &content, MIN_CHUNK_SIZE);
+        let bytes = m.to_bytes();
+        assert!(bytes.len() < 400, "manifest is {} bytes", bytes.len());
+        assert_eq!(Manifest::from_bytes_for(&m.id(), &bytes), Ok(m.clone()));
+        assert_eq!(m.chunk_count(), 4);
+        // Chunk 1 spans the tail of a/b.txt and the head of c.
+        assert_eq!(
+            m.chunk_spans(1),
+            vec![
+                FileSpan {
+                    file: 0,
+                    offset: 16_384,
+                    len: 3_616
+                },
+                FileSpan {
+                    file: 2,
+                    offset: 0,
+                    len: 12_768
+                }
+            ]
+        );
+    }
+
+    #[test]
+    fn manifest_stays_small_for_huge_file() {
+        let m = Manifest {
+            version: 1,
+            name: "big.iso".into(),
+            chunk_size: DEFAULT_CHUNK_SIZE,
+            layout: Layout::File { length: 100 << 30 },
+            root: [7; 32],
+        };
+        m.validate().unwrap();
+        assert!(m.to_bytes().len() < 200);
+        assert_eq!(m.chunk_count(), 409_600);
+    }
+
+    #[test]
+    fn rejects_unsafe_paths_and_conflicts() {
+        let mk = |entries: Vec<Entry>| Manifest {
+            version: 1,
+            name: "x".into(),
+            chunk_size: DEFAULT_CHUNK_SIZE,
+            layout: Layout::Directory { entries },
+            root: [0; 32],
+        };
+        let f = |p: &[&str]| Entry {
+            path: p.iter().map(|s| s.to_string()).collect(),
+            kind: EntryKind::File { length: 1 },
+        };
+        assert!(matches!(
+            mk(vec![f(&["..", "etc"])]).validate(),
+            Err(ManifestError::UnsafePath(_))
+        ));
+        assert!(matches!(
+            mk(vec![f(&["a/b"])]).validate(),
+            Err(ManifestError::UnsafePath(_))
+        ));
+        assert!(matches!(
+            mk(vec![f(&["a"]), f(&["a"])]).validate(),
+            Err(ManifestError::PathConflict(_))
+        ));
+        assert!(matches!(
+            mk(vec![f(&["a"]), f(&["a", "b"])]).validate(),
+            Err(ManifestError::PathConflict(_))
+        ));
+        let mut m = mk(vec![]);
+        m.name = "..".into();
+        assert!(m.validate().is_err());
+        m.name = "ok".into();
+        m.chunk_size = 1000;
+        assert_eq!(m.validate(), Err(ManifestError::BadChunkSize(1000)));
+    }
+
+    #[test]
+    fn wrong_id_and_tampered_bytes_rejected() {
+        let (m, _) = build(Layout::File { length: 5 }, b"hello", MIN_CHUNK_SIZE);
+        let mut bytes = m.to_bytes();
+        let id = m.id();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 1;
+        assert_eq!(
+            Manifest::from_bytes_for(&id, &bytes),
+            Err(ManifestError::IdMismatch(id))
+        );
+    }
+
+    #[test]
+    fn length_change_during_hashing_is_caught() {
+        let mut b =
+            ManifestBuilder::new("f".into(), MIN_CHUNK_SIZE, Layout::File { length: 10 }).unwrap();
+        b.update(b"short");
+        assert!(matches!(b.finish(), Err(BuildError::LengthMismatch { .. })));
+    }
+
+    proptest! {
+        #[test]
+        fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = Manifest::decode_untrusted(&bytes);
+        }
+
+        #[test]
+        fn encode_decode_round_trip(len in 0u64..1_000_000, name in "[a-z]{1,12}") {
+            let m = Manifest { version: 1, name, chunk_size: MIN_CHUNK_SIZE, layout: Layout::File { length: len }, root: [3; 32] };
+            prop_assert_eq!(Manifest::from_bytes_for(&m.id(), &m.to_bytes()), Ok(m));
+        }
+    }
+}
