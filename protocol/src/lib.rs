@@ -7,6 +7,7 @@ pub mod bitfield;
 pub mod id;
 pub mod manifest;
 pub mod merkle;
+pub mod wire;
 
 pub use bitfield::{Bitfield, ChunkIndex};
 pub use id::ContentId;

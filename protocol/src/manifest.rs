@@ -23,6 +23,8 @@ pub const MAX_MANIFEST_BYTES: usize = 8 * 1024 * 1024;
 pub const MAX_ENTRIES: usize = 200_000;
 /// Longest path component, in bytes.
 pub const MAX_COMPONENT_LEN: usize = 255;
+/// Most chunks one manifest may have (so a bitfield fits in one message).
+pub const MAX_CHUNKS: u64 = 1 << 23;
 /// Deepest relative path.
 pub const MAX_PATH_DEPTH: usize = 64;
 
@@ -173,8 +175,10 @@ impl Manifest {
             .files()
             .try_fold(0u64, |acc, (_, len)| acc.checked_add(len))
             .ok_or(ManifestError::Limits("total length overflows"))?;
-        if total.div_ceil(u64::from(self.chunk_size)) > u64::from(u32::MAX) {
-            return Err(ManifestError::Limits("more than 2^32 chunks"));
+        if total.div_ceil(u64::from(self.chunk_size)) > MAX_CHUNKS {
+            return Err(ManifestError::Limits(
+                "more than 2^23 chunks; use a larger chunk size",
+            ));
         }
         Ok(())
     }

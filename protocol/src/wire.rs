@@ -1,0 +1,386 @@
+//! Messages of the `/kadswarm/chunks/1` request-response protocol, in CBOR.
+//!
+//! Every byte payload is a CBOR byte string (`serde_bytes`), every message has
+//! a size cap checked before decoding, and decoded values are checked against
+//! per-kind limits, so a peer cannot make us allocate what it merely claims.
+
+use serde::{Deserialize, Serialize};
+use serde_bytes::ByteBuf;
+use thiserror::Error;
+
+use crate::bitfield::{Bitfield, BitfieldError};
+use crate::id::ContentId;
+use crate::manifest::{MAX_CHUNK_SIZE, MAX_MANIFEST_BYTES};
+use crate::merkle::{HASH_LEN, MAX_DEPTH};
+
+/// Protocol name negotiated on each stream.
+pub const PROTOCOL_NAME: &str = "/kadswarm/chunks/1";
+/// Largest bitfield on the wire (8 Mi chunks, 2 TiB at 256 KiB chunks).
+pub const MAX_BITFIELD_BYTES: usize = 1024 * 1024;
+/// Largest encoded request.
+pub const MAX_REQUEST_BYTES: usize = MAX_BITFIELD_BYTES + 1024;
+/// Largest encoded response (a manifest, or a chunk with its proof).
+pub const MAX_RESPONSE_BYTES: usize = MAX_MANIFEST_BYTES + 64 * 1024;
+/// Most peers in one peer-exchange answer.
+pub const MAX_PEERS_PER_MESSAGE: usize = 50;
+/// Most addresses per exchanged peer.
+pub const MAX_ADDRS_PER_PEER: usize = 8;
+/// Longest encoded peer ID or address.
+pub const MAX_PEER_FIELD_BYTES: usize = 128;
+
+/// A request from one peer to another.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Request {
+    /// Send me the manifest of `id`.
+    Manifest { id: ContentId },
+    /// Here is what I have of `id`; tell me what you have.
+    Have { id: ContentId, info: HaveInfo },
+    /// Send me chunk `index` of `id` with its proof.
+    Chunk { id: ContentId, index: u32 },
+    /// Which other peers of `id` do you know?
+    Peers { id: ContentId },
+}
+
+/// An answer to a [`Request`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Response {
+    /// The manifest's canonical bytes (the asker hashes them to check the ID).
+    Manifest {
+        #[serde(with = "serde_bytes")]
+        bytes: Vec<u8>,
+    },
+    /// The responder's holdings and its stance towards the asker.
+    Have(HaveInfo),
+    /// A chunk and the Merkle proof that it belongs to the content.
+    Chunk {
+        index: u32,
+        #[serde(with = "serde_bytes")]
+        data: Vec<u8>,
+        #[serde(with = "serde_bytes")]
+        proof: Vec<u8>,
+    },
+    /// The responder is choking the asker; ask again once unchoked.
+    Choked,
+    /// The responder does not hold that chunk.
+    DontHave,
+    /// Other members of the swarm.
+    Peers { peers: Vec<PeerRecord> },
+    /// The responder does not serve that content.
+    UnknownContent,
+}
+
+/// Holdings plus choke and interest state, sent both ways in a have exchange.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HaveInfo {
+    /// Which chunks the sender holds.
+    pub have: HaveSet,
+    /// The sender wants chunks from the receiver.
+    pub interested: bool,
+    /// The sender refuses the receiver's chunk requests.
+    pub choking: bool,
+}
+
+/// Compact holdings: nothing, everything, or a bitfield.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum HaveSet {
+    /// Holds no chunk.
+    Nothing,
+    /// Holds every chunk (a seed).
+    Everything,
+    /// Holds these chunks (`Bitfield::to_bytes` form).
+    Bits(ByteBuf),
+}
+
+/// Another swarm member: libp2p peer ID bytes and multiaddr bytes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerRecord {
+    /// The peer's ID, in its binary form.
+    #[serde(with = "serde_bytes")]
+    pub peer: Vec<u8>,
+    /// Addresses, each a binary multiaddr.
+    pub addrs: Vec<ByteBuf>,
+}
+
+/// Why a message from a peer was rejected.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum WireError {
+    /// Larger than the cap for its direction.
+    #[error("message of {len} bytes exceeds the {max}-byte limit")]
+    TooLarge { len: usize, max: usize },
+    /// Not a valid message.
+    #[error("malformed message: {0}")]
+    Malformed(String),
+    /// Well-formed but outside a per-field limit.
+    #[error("message breaks a limit: {0}")]
+    Limit(&'static str),
+}
+
+impl HaveSet {
+    /// The compact form of a bitfield.
+    pub fn from_bitfield(bf: &Bitfield) -> Self {
+        if bf.is_full() && !bf.is_empty() {
+            HaveSet::Everything
+        } else if bf.none_set() {
+            HaveSet::Nothing
+        } else {
+            HaveSet::Bits(ByteBuf::from(bf.to_bytes()))
+        }
+    }
+
+    /// Expands to a bitfield for `chunks` chunks, rejecting a wrong size.
+    pub fn to_bitfield(&self, chunks: u32) -> Result<Bitfield, BitfieldError> {
+        match self {
+            HaveSet::Nothing => Ok(Bitfield::new(chunks)),
+            HaveSet::Everything => Ok(Bitfield::full(chunks)),
+            HaveSet::Bits(b) => Bitfield::from_bytes(chunks, b),
+        }
+    }
+}
+
+impl Request {
+    /// CBOR encoding.
+    pub fn encode(&self) -> Vec<u8> {
+        encode(self)
+    }
+
+    /// Decodes and checks a request from a peer.
+    pub fn decode(bytes: &[u8]) -> Result<Self, WireError> {
+        let r: Request = decode(bytes, MAX_REQUEST_BYTES)?;
+        if let Request::Have { info, .. } = &r {
+            info.check()?;
+        }
+        Ok(r)
+    }
+
+    /// The content this request is about.
+    pub fn content_id(&self) -> &ContentId {
+        match self {
+            Request::Manifest { id }
+            | Request::Have { id, .. }
+            | Request::Chunk { id, .. }
+            | Request::Peers { id } => id,
+        }
+    }
+}
+
+impl Response {
+    /// CBOR encoding.
+    pub fn encode(&self) -> Vec<u8> {
+        encode(self)
+    }
+
+    /// Decodes and checks a response from a peer.
+    pub fn decode(bytes: &[u8]) -> Result<Self, WireError> {
+        let r: Response = decode(bytes, MAX_RESPONSE_BYTES)?;
+        match &r {
+            Response::Manifest { bytes } if bytes.len() > MAX_MANIFEST_BYTES => {
+                return Err(WireError::Limit("manifest too large"))
+            }
+            Response::Chunk { data, proof, .. } => {
+                if data.len() > MAX_CHUNK_SIZE as usize {
+                    return Err(WireError::Limit("chunk larger than any allowed chunk size"));
+                }
+                if proof.len() > MAX_DEPTH * HASH_LEN {
+                    return Err(WireError::Limit("proof deeper than any tree"));
+                }
+            }
+            Response::Have(info) => info.check()?,
+            Response::Peers { peers } => {
+                if peers.len() > MAX_PEERS_PER_MESSAGE {
+                    return Err(WireError::Limit("too many peers"));
+                }
+                for p in peers {
+                    if p.peer.len() > MAX_PEER_FIELD_BYTES
+                        || p.addrs.len() > MAX_ADDRS_PER_PEER
+                        || p.addrs.iter().any(|a| a.len() > MAX_PEER_FIELD_BYTES)
+                    {
+                        return Err(WireError::Limit("peer record too large"));
+                    }
+                }
+            }
+            _ => {}
+        }
+        Ok(r)
+    }
+}
+
+impl HaveInfo {
+    fn check(&self) -> Result<(), WireError> {
+        match &self.have {
+            HaveSet::Bits(b) if b.len() > MAX_BITFIELD_BYTES => {
+                Err(WireError::Limit("bitfield too large"))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    // Serializing our own plain types into a Vec cannot fail.
+    cbor4ii::serde::to_vec(Vec::new(), value).unwrap_or_default()
+}
+
+fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8], max: usize) -> Result<T, WireError> {
+    if bytes.len() > max {
+        return Err(WireError::TooLarge {
+            len: bytes.len(),
+            max,
+        });
+    }
+    cbor4ii::serde::from_slice(bytes).map_err(|e| WireError::Malformed(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn id() -> ContentId {
+        ContentId::from_bytes([7; 32])
+    }
+
+    fn samples() -> (Vec<Request>, Vec<Response>) {
+        let mut bf = Bitfield::new(20);
+        bf.set(3);
+        let info = HaveInfo {
+            have: HaveSet::from_bitfield(&bf),
+            interested: true,
+            choking: false,
+        };
+        let reqs = vec![
+            Request::Manifest { id: id() },
+            Request::Have {
+                id: id(),
+                info: info.clone(),
+            },
+            Request::Chunk { id: id(), index: 9 },
+            Request::Peers { id: id() },
+        ];
+        let resps = vec![
+            Response::Manifest {
+                bytes: vec![1, 2, 3],
+            },
+            Response::Have(info),
+            Response::Chunk {
+                index: 4,
+                data: vec![0xab; 1000],
+                proof: vec![1; 64],
+            },
+            Response::Choked,
+            Response::DontHave,
+            Response::Peers {
+                peers: vec![PeerRecord {
+                    peer: vec![0, 1],
+                    addrs: vec![ByteBuf::from(vec![4, 127, 0, 0, 1])],
+                }],
+            },
+            Response::UnknownContent,
+        ];
+        (reqs, resps)
+    }
+
+    #[test]
+    fn every_message_round_trips() {
+        let (reqs, resps) = samples();
+        for r in reqs {
+            assert_eq!(Request::decode(&r.encode()), Ok(r));
+        }
+        for r in resps {
+            assert_eq!(Response::decode(&r.encode()), Ok(r));
+        }
+    }
+
+    #[test]
+    fn byte_payloads_are_cbor_byte_strings() {
+        let r = Response::Chunk {
+            index: 0,
+            data: vec![0xff; 4096],
+            proof: vec![],
+        };
+        // An array of integers would take ~2 bytes per 0xff; a byte string takes 1.
+        assert!(r.encode().len() < 4096 + 64);
+    }
+
+    #[test]
+    fn oversized_inputs_are_rejected_before_decoding() {
+        let big = vec![0u8; MAX_REQUEST_BYTES + 1];
+        assert!(matches!(
+            Request::decode(&big),
+            Err(WireError::TooLarge { .. })
+        ));
+        let r = Response::Chunk {
+            index: 0,
+            data: vec![0; MAX_CHUNK_SIZE as usize + 1],
+            proof: vec![],
+        };
+        assert_eq!(
+            Response::decode(&r.encode()),
+            Err(WireError::Limit("chunk larger than any allowed chunk size"))
+        );
+        let many = Response::Peers {
+            peers: vec![
+                PeerRecord {
+                    peer: vec![1],
+                    addrs: vec![]
+                };
+                MAX_PEERS_PER_MESSAGE + 1
+            ],
+        };
+        assert!(matches!(
+            Response::decode(&many.encode()),
+            Err(WireError::Limit(_))
+        ));
+    }
+
+    #[test]
+    fn truncated_messages_error() {
+        let (reqs, resps) = samples();
+        for r in reqs {
+            let b = r.encode();
+            for cut in 0..b.len() {
+                assert!(Request::decode(&b[..cut]).is_err());
+            }
+        }
+        for r in resps {
+            let b = r.encode();
+            for cut in 0..b.len() {
+                assert!(Response::decode(&b[..cut]).is_err());
+            }
+        }
+    }
+
+    #[test]
+    fn claimed_huge_byte_string_does_not_allocate_it() {
+        // A CBOR byte string header claiming 4 GiB, followed by nothing.
+        let mut b = vec![0xa1, 0x68];
+        b.extend_from_slice(b"Manifest");
+        b.extend_from_slice(&[0xa1, 0x65]);
+        b.extend_from_slice(b"bytes");
+        b.extend_from_slice(&[0x5a, 0xff, 0xff, 0xff, 0xff]);
+        assert!(Response::decode(&b).is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
+            let _ = Request::decode(&bytes);
+            let _ = Response::decode(&bytes);
+        }
+
+        #[test]
+        fn mutated_messages_never_panic(pos in any::<prop::sample::Index>(), val in any::<u8>(), which in 0usize..11) {
+            let (reqs, resps) = samples();
+            let mut b = if which < reqs.len() { reqs[which].encode() } else { resps[which - reqs.len()].encode() };
+            let p = pos.index(b.len());
+            b[p] = val;
+            let _ = Request::decode(&b);
+            let _ = Response::decode(&b);
+        }
+
+        #[test]
+        fn chunk_responses_round_trip(index in any::<u32>(), data in proptest::collection::vec(any::<u8>(), 0..5000), depth in 0usize..20) {
+            let r = Response::Chunk { index, data, proof: vec![9; depth * 32] };
+            prop_assert_eq!(Response::decode(&r.encode()), Ok(r));
+        }
+    }
+}
