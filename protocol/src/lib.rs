@@ -4,9 +4,11 @@
 //! reproducible and the same code runs inside a real node and a simulator.
 
 pub mod bitfield;
+pub mod choker;
 pub mod id;
 pub mod manifest;
 pub mod merkle;
+pub mod rate;
 pub mod wire;
 
 pub use bitfield::{Bitfield, ChunkIndex};

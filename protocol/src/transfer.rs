@@ -1,0 +1,669 @@
+//! The per-swarm state machine: one content ID, all its peers, in the quinn-proto style.
+//!
+//! The driver feeds events in with `handle_*(now, ..)`, takes the resulting
+//! work out with `poll_action()`, and calls `handle_timeout(now)` once
+//! `poll_timeout()` has passed. Nothing here does IO or reads a clock; the
+//! only randomness is a PRNG seeded by the caller.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::time::{Duration, Instant};
+
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use thiserror::Error;
+
+use crate::bitfield::{Bitfield, ChunkIndex};
+use crate::choker::{is_snubbed, Choker, ChokerConfig, Mode, PeerView};
+use crate::manifest::Manifest;
+use crate::merkle::{MerkleTree, Proof, ProofError};
+use crate::picker::{PickerConfig, PiecePicker};
+use crate::rate::RateMeter;
+use crate::wire::{HaveInfo, HaveSet};
+
+/// Tunables of one transfer.
+#[derive(Clone, Debug)]
+pub struct TransferConfig {
+    /// Chunk requests outstanding per peer.
+    pub pipeline_depth: usize,
+    /// A request unanswered this long is given up and its chunk re-picked.
+    pub request_timeout: Duration,
+    /// Have exchange with each peer at least this often.
+    pub have_interval: Duration,
+    /// After we gain chunks, tell peers within this delay (batches announcements).
+    pub have_batch_delay: Duration,
+    /// Most peers tracked at once; further ones are refused.
+    pub max_peers: usize,
+    /// Most banned peers remembered.
+    pub max_banned: usize,
+    /// Window of the per-peer rate meters.
+    pub rate_window: Duration,
+    /// Choker tunables.
+    pub choker: ChokerConfig,
+    /// Picker tunables.
+    pub picker: PickerConfig,
+    /// When false we never upload (client-server experiments); choke everyone.
+    pub upload_enabled: bool,
+}
+
+impl Default for TransferConfig {
+    fn default() -> Self {
+        Self {
+            pipeline_depth: 16,
+            request_timeout: Duration::from_secs(30),
+            have_interval: Duration::from_secs(5),
+            have_batch_delay: Duration::from_millis(200),
+            max_peers: 200,
+            max_banned: 10_000,
+            rate_window: Duration::from_secs(20),
+            choker: ChokerConfig::default(),
+            picker: PickerConfig::default(),
+            upload_enabled: true,
+        }
+    }
+}
+
+/// Work for the driver.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action<P> {
+    /// Send a have exchange to `peer` carrying `info`.
+    SendHave { peer: P, info: HaveInfo },
+    /// Ask `peer` for chunk `index`.
+    RequestChunk { peer: P, index: ChunkIndex },
+    /// Disconnect `peer` and never talk to it again.
+    Ban { peer: P, reason: BanReason },
+    /// We hold a verified chunk now: announce ourselves as a provider.
+    Announce,
+    /// Every chunk is verified and stored.
+    Completed,
+}
+
+/// Why a peer was banned.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BanReason {
+    /// It sent a chunk that failed verification.
+    BadChunk(ChunkIndex),
+    /// Its have message was malformed.
+    BadHave,
+}
+
+/// How to answer a peer's chunk request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ChunkAnswer {
+    /// Read the chunk from storage and send it with this proof.
+    Serve(Proof),
+    /// We are choking the peer.
+    Choked,
+    /// We do not hold the chunk (or it is out of range).
+    DontHave,
+}
+
+/// What became of a received chunk.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ChunkVerdict {
+    /// Verified: write it, then call `handle_chunk_stored`.
+    Store,
+    /// Verified, but we already hold it or another copy is being stored.
+    Duplicate,
+}
+
+/// Errors a handler reports to the driver.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum TransferError {
+    /// The chunk failed verification; the peer is being banned.
+    #[error("peer sent a bad chunk: {0}")]
+    BadChunk(#[from] ProofError),
+    /// The peer's have message did not fit this content.
+    #[error("peer sent a malformed have message")]
+    BadHave,
+    /// The peer is banned or unknown.
+    #[error("peer is banned or not connected")]
+    UnknownPeer,
+}
+
+/// Per-peer counters for display.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerStats {
+    /// Chunks the peer holds.
+    pub chunks: u32,
+    /// Bytes received from it.
+    pub downloaded: u64,
+    /// Bytes sent to it.
+    pub uploaded: u64,
+    /// We currently choke it.
+    pub choked_by_us: bool,
+    /// It currently chokes us.
+    pub choking_us: bool,
+}
+
+struct Peer {
+    have: Bitfield,
+    heard_from: bool,
+    interested_in_us: bool,
+    choking_us: bool,
+    we_choke: bool,
+    we_interested: bool,
+    in_flight: BTreeMap<ChunkIndex, Instant>,
+    download: RateMeter,
+    upload: RateMeter,
+    last_received: Option<Instant>,
+    next_have: Instant,
+}
+
+/// State of one swarm: what we hold, every peer, and what to do next.
+pub struct Transfer<P> {
+    manifest: Manifest,
+    tree: MerkleTree,
+    picker: PiecePicker,
+    choker: Choker<P>,
+    config: TransferConfig,
+    peers: BTreeMap<P, Peer>,
+    banned: BTreeSet<P>,
+    storing: BTreeSet<ChunkIndex>,
+    actions: VecDeque<Action<P>>,
+    rng: SmallRng,
+    announced: bool,
+    completed: bool,
+}
+
+impl<P: Copy + Ord + std::hash::Hash + std::fmt::Debug> Transfer<P> {
+    /// A transfer for `manifest`, holding the chunks in `have` whose leaves `tree` knows.
+    ///
+    /// A seeder passes its full tree and a full bitfield; a new downloader passes
+    /// `MerkleTree::with_root` and an empty bitfield. Chunks in `have` whose proof
+    /// the tree cannot produce are treated as missing.
+    pub fn new(
+        manifest: Manifest,
+        tree: MerkleTree,
+        have: &Bitfield,
+        config: TransferConfig,
+        seed: u64,
+    ) -> Self {
+        let count = manifest.chunk_count();
+        let mut picker = PiecePicker::new(count, config.picker.clone());
+        for i in have.iter_ones() {
+            if tree.proof(i).is_some() {
+                picker.mark_have(i);
+            }
+        }
+        let completed = picker.is_complete();
+        let announced = picker.have().count_ones() > 0;
+        Self {
+            manifest,
+            tree,
+            picker,
+            choker: Choker::new(config.choker.clone()),
+            config,
+            peers: BTreeMap::new(),
+            banned: BTreeSet::new(),
+            storing: BTreeSet::new(),
+            actions: VecDeque::new(),
+            rng: SmallRng::seed_from_u64(seed),
+            announced,
+            completed,
+        }
+    }
+
+    /// The manifest this transfer serves.
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    /// Chunks we hold, verified and stored.
+    pub fn have(&self) -> &Bitfield {
+        self.picker.have()
+    }
+
+    /// True once every chunk is held.
+    pub fn is_complete(&self) -> bool {
+        self.picker.is_complete()
+    }
+
+    /// The Merkle tree as known so far (for saving resume state).
+    pub fn tree(&self) -> &MerkleTree {
+        &self.tree
+    }
+
+    /// Connected peers.
+    pub fn peers(&self) -> impl Iterator<Item = P> + '_ {
+        self.peers.keys().copied()
+    }
+
+    /// Number of connected peers.
+    pub fn peer_count(&self) -> usize {
+        self.peers.len()
+    }
+
+    /// True if `peer` was banned.
+    pub fn is_banned(&self, peer: &P) -> bool {
+        self.banned.contains(peer)
+    }
+
+    /// Counters for one peer.
+    pub fn peer_stats(&self, peer: &P) -> Option<PeerStats> {
+        self.peers.get(peer).map(|p| PeerStats {
+            chunks: p.have.count_ones(),
+            downloaded: p.download.total(),
+            uploaded: p.upload.total(),
+            choked_by_us: p.we_choke,
+            choking_us: p.choking_us,
+        })
+    }
+
+    /// Our have message for `peer` (also the answer to its have request).
+    pub fn have_info(&self, peer: &P) -> HaveInfo {
+        let p = self.peers.get(peer);
+        HaveInfo {
+            have: HaveSet::from_bitfield(self.picker.have()),
+            interested: p.is_some_and(|p| p.we_interested),
+            choking: p.is_none_or(|p| p.we_choke),
+        }
+    }
+
+    /// A peer connected (or we learned it is in this swarm). Returns false if refused.
+    pub fn handle_peer_connected(&mut self, now: Instant, peer: P) -> bool {
+        if self.banned.contains(&peer) {
+            self.actions.push_back(Action::Ban {
+                peer,
+                reason: BanReason::BadHave,
+            });
+            return false;
+        }
+        if self.peers.contains_key(&peer) {
+            return true;
+        }
+        if self.peers.len() >= self.config.max_peers {
+            return false;
+        }
+        let count = self.manifest.chunk_count();
+        self.peers.insert(
+            peer,
+            Peer {
+                have: Bitfield::new(count),
+                heard_from: false,
+                interested_in_us: false,
+                choking_us: true,
+                we_choke: true,
+                we_interested: false,
+                in_flight: BTreeMap::new(),
+                download: RateMeter::new(self.config.rate_window),
+                upload: RateMeter::new(self.config.rate_window),
+                last_received: None,
+                next_have: now,
+            },
+        );
+        true
+    }
+
+    /// A peer disconnected: its chunks no longer count and its requests are re-picked.
+    pub fn handle_peer_disconnected(&mut self, now: Instant, peer: P) {
+        self.drop_peer(&peer);
+        self.fill_requests(now);
+    }
+
+    /// A have message from `peer` (its request or its response to ours).
+    pub fn handle_have(
+        &mut self,
+        now: Instant,
+        peer: P,
+        info: &HaveInfo,
+    ) -> Result<(), TransferError> {
+        if !self.handle_peer_connected(now, peer) {
+            return Err(TransferError::UnknownPeer);
+        }
+        let count = self.manifest.chunk_count();
+        let Ok(new) = info.have.to_bitfield(count) else {
+            self.ban(peer, BanReason::BadHave);
+            return Err(TransferError::BadHave);
+        };
+        let Some(p) = self.peers.get_mut(&peer) else {
+            return Err(TransferError::UnknownPeer);
+        };
+        if p.heard_from {
+            for i in new.iter_ones().filter(|&i| !p.have.get(i)) {
+                self.picker.peer_gained(i);
+            }
+            for i in p.have.iter_ones().filter(|&i| !new.get(i)) {
+                self.picker.peer_lost(i);
+            }
+        } else {
+            self.picker.add_peer(&new);
+            p.heard_from = true;
+        }
+        p.have = new;
+        let newly_interested = info.interested && !p.interested_in_us;
+        p.interested_in_us = info.interested;
+        p.choking_us = info.choking;
+        let was_interested = p.we_interested;
+        let now_interested = p.have.has_any_missing_from(self.picker.have());
+        p.we_interested = now_interested;
+        if was_interested != now_interested {
+            // Tell the peer promptly so it can unchoke us.
+            p.next_have = now;
+        }
+        if newly_interested && self.has_free_slot() {
+            self.rechoke(now);
+        }
+        self.fill_requests(now);
+        self.queue_due_haves(now);
+        Ok(())
+    }
+
+    /// `peer` asks for chunk `index`: decide whether to serve it.
+    pub fn handle_chunk_request(&mut self, now: Instant, peer: P, index: ChunkIndex) -> ChunkAnswer {
+        let _ = now;
+        match self.peers.get(&peer) {
+            Some(p) if !p.we_choke => {}
+            _ => return ChunkAnswer::Choked,
+        }
+        if !self.picker.have().get(index) {
+            return ChunkAnswer::DontHave;
+        }
+        match self.tree.proof(index) {
+            Some(proof) => ChunkAnswer::Serve(proof),
+            None => ChunkAnswer::DontHave,
+        }
+    }
+
+    /// We sent `bytes` of chunk data to `peer`.
+    pub fn handle_uploaded(&mut self, now: Instant, peer: P, bytes: u64) {
+        if let Some(p) = self.peers.get_mut(&peer) {
+            p.upload.record(now, bytes);
+        }
+    }
+
+    /// `peer` answered our request for `index` with a chunk and its proof.
+    ///
+    /// `index` is the chunk the driver asked for (not what the answer claims), so
+    /// a mismatched answer fails verification. On `Ok(Store)` the driver writes
+    /// the data and then calls `handle_chunk_stored`. A bad chunk bans the peer.
+    pub fn handle_chunk(
+        &mut self,
+        now: Instant,
+        peer: P,
+        index: ChunkIndex,
+        data: &[u8],
+        proof: &[u8],
+    ) -> Result<ChunkVerdict, TransferError> {
+        let Some(p) = self.peers.get_mut(&peer) else {
+            return Err(TransferError::UnknownPeer);
+        };
+        // A late answer to a request we already gave up on is still welcome if it verifies.
+        let was_in_flight = p.in_flight.remove(&index).is_some();
+        let checked = Proof::from_bytes(proof).and_then(|proof| {
+            if data.len() != self.manifest.chunk_len(index) as usize {
+                return Err(ProofError::RootMismatch(index));
+            }
+            self.tree.verify_and_insert(index, data, &proof)
+        });
+        if let Err(e) = checked {
+            if was_in_flight {
+                self.picker.mark_unrequested(index);
+            }
+            self.ban(peer, BanReason::BadChunk(index));
+            self.fill_requests(now);
+            return Err(TransferError::BadChunk(e));
+        }
+        p.download.record(now, data.len() as u64);
+        p.last_received = Some(now);
+        if self.picker.have().get(index) || self.storing.contains(&index) {
+            if was_in_flight {
+                self.picker.mark_unrequested(index);
+            }
+            self.fill_requests(now);
+            return Ok(ChunkVerdict::Duplicate);
+        }
+        self.storing.insert(index);
+        // The chunk stays "requested" in the picker until it is stored, so nobody re-picks it.
+        if !was_in_flight {
+            self.picker.mark_requested(index);
+        }
+        self.fill_requests(now);
+        Ok(ChunkVerdict::Store)
+    }
+
+    /// The driver wrote chunk `index` durably: we hold it now and may serve it.
+    pub fn handle_chunk_stored(&mut self, now: Instant, index: ChunkIndex) {
+        if !self.storing.remove(&index) {
+            return;
+        }
+        self.picker.mark_have(index);
+        if !self.announced {
+            self.announced = true;
+            self.actions.push_back(Action::Announce);
+        }
+        let batch = now + self.config.have_batch_delay;
+        let have = self.picker.have().clone();
+        for p in self.peers.values_mut() {
+            p.next_have = p.next_have.min(batch);
+            p.we_interested = p.have.has_any_missing_from(&have);
+        }
+        if self.picker.is_complete() && !self.completed {
+            self.completed = true;
+            self.actions.push_back(Action::Completed);
+            // Seeding ranks differently; re-evaluate at once.
+            self.rechoke(now);
+        }
+        self.fill_requests(now);
+    }
+
+    /// Writing chunk `index` failed: forget it so it is fetched again.
+    pub fn handle_chunk_store_failed(&mut self, now: Instant, index: ChunkIndex) {
+        if self.storing.remove(&index) {
+            self.picker.mark_unrequested(index);
+            self.fill_requests(now);
+        }
+    }
+
+    /// Our request to `peer` for `index` failed (timeout, stream or connection error).
+    pub fn handle_request_failed(&mut self, now: Instant, peer: P, index: ChunkIndex) {
+        self.release(&peer, index);
+        self.fill_requests(now);
+    }
+
+    /// `peer` answered our request for `index` with "choked".
+    pub fn handle_choked(&mut self, now: Instant, peer: P, index: ChunkIndex) {
+        self.release(&peer, index);
+        if let Some(p) = self.peers.get_mut(&peer) {
+            p.choking_us = true;
+        }
+        self.fill_requests(now);
+    }
+
+    /// `peer` answered our request for `index` with "don't have".
+    pub fn handle_dont_have(&mut self, now: Instant, peer: P, index: ChunkIndex) {
+        self.release(&peer, index);
+        if let Some(p) = self.peers.get_mut(&peer) {
+            if p.have.clear(index) {
+                self.picker.peer_lost(index);
+            }
+            p.we_interested = p.have.has_any_missing_from(self.picker.have());
+        }
+        self.fill_requests(now);
+    }
+
+    /// Timers: request timeouts, rechoking, periodic have exchange.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let timeout = self.config.request_timeout;
+        let expired: Vec<(P, ChunkIndex)> = self
+            .peers
+            .iter()
+            .flat_map(|(&peer, p)| {
+                p.in_flight
+                    .iter()
+                    .filter(move |(_, &sent)| now.saturating_duration_since(sent) >= timeout)
+                    .map(move |(&i, _)| (peer, i))
+            })
+            .collect();
+        for (peer, i) in expired {
+            self.release(&peer, i);
+        }
+        if self.choker.is_due(now) {
+            self.rechoke(now);
+        }
+        self.queue_due_haves(now);
+        self.fill_requests(now);
+    }
+
+    /// Next work to do, if any.
+    pub fn poll_action(&mut self) -> Option<Action<P>> {
+        self.actions.pop_front()
+    }
+
+    /// When `handle_timeout` should next be called.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let timeout = self.config.request_timeout;
+        let haves = self.peers.values().map(|p| p.next_have);
+        let requests = self
+            .peers
+            .values()
+            .flat_map(|p| p.in_flight.values().map(move |&t| t + timeout));
+        haves
+            .chain(requests)
+            .chain(self.choker.poll_timeout())
+            .min()
+    }
+
+    fn has_free_slot(&self) -> bool {
+        let unchoked = self.peers.values().filter(|p| !p.we_choke).count();
+        unchoked < self.config.choker.regular_slots + 1
+    }
+
+    fn rechoke(&mut self, now: Instant) {
+        let mode = if self.picker.is_complete() {
+            Mode::Seeding
+        } else {
+            Mode::Leeching
+        };
+        let snub = self.config.choker.snub_timeout;
+        let views: Vec<PeerView<P>> = self
+            .peers
+            .iter()
+            .map(|(&peer, p)| PeerView {
+                peer,
+                interested: p.interested_in_us && self.config.upload_enabled,
+                download_rate: p.download.rate(now),
+                upload_rate: p.upload.rate(now),
+                snubbed: is_snubbed(
+                    now,
+                    p.last_received,
+                    p.in_flight.values().min().copied(),
+                    snub,
+                ),
+            })
+            .collect();
+        let changes = self.choker.rechoke(now, &views, mode, &mut self.rng);
+        for peer in changes.unchoke {
+            if let Some(p) = self.peers.get_mut(&peer) {
+                p.we_choke = false;
+                p.next_have = now;
+            }
+        }
+        for peer in changes.choke {
+            if let Some(p) = self.peers.get_mut(&peer) {
+                p.we_choke = true;
+                p.next_have = now;
+            }
+        }
+        self.queue_due_haves(now);
+    }
+
+    fn queue_due_haves(&mut self, now: Instant) {
+        let interval = self.config.have_interval;
+        let due: Vec<P> = self
+            .peers
+            .iter_mut()
+            .filter(|(_, p)| p.next_have <= now)
+            .map(|(&peer, p)| {
+                p.next_have = now + interval;
+                peer
+            })
+            .collect();
+        for peer in due {
+            let info = self.have_info(&peer);
+            self.actions.push_back(Action::SendHave { peer, info });
+        }
+    }
+
+    fn fill_requests(&mut self, now: Instant) {
+        if self.picker.is_complete() {
+            return;
+        }
+        let depth = self.config.pipeline_depth;
+        // Start at a random peer so no one is always served first.
+        let keys: Vec<P> = self.peers.keys().copied().collect();
+        if keys.is_empty() {
+            return;
+        }
+        let start = self.rng.random_range(0..keys.len());
+        for k in 0..keys.len() {
+            let peer = keys[(start + k) % keys.len()];
+            let Some(p) = self.peers.get(&peer) else {
+                continue;
+            };
+            if p.choking_us || !p.we_interested || p.in_flight.len() >= depth {
+                continue;
+            }
+            while let Some(index) = self.pick_for(&peer) {
+                self.picker.mark_requested(index);
+                let Some(p) = self.peers.get_mut(&peer) else {
+                    break;
+                };
+                p.in_flight.insert(index, now);
+                self.actions.push_back(Action::RequestChunk { peer, index });
+                if p.in_flight.len() >= depth {
+                    break;
+                }
+            }
+        }
+    }
+
+    fn pick_for(&mut self, peer: &P) -> Option<ChunkIndex> {
+        let p = self.peers.get(peer)?;
+        if let Some(i) = self.picker.pick(&p.have, &mut self.rng) {
+            return Some(i);
+        }
+        if !self.picker.in_endgame() {
+            return None;
+        }
+        let storing = &self.storing;
+        self.picker.pick_endgame(
+            &p.have,
+            |i| p.in_flight.contains_key(&i) || storing.contains(&i),
+            &mut self.rng,
+        )
+    }
+
+    fn release(&mut self, peer: &P, index: ChunkIndex) {
+        if let Some(p) = self.peers.get_mut(peer) {
+            if p.in_flight.remove(&index).is_some() && !self.storing.contains(&index) {
+                self.picker.mark_unrequested(index);
+            }
+        }
+    }
+
+    fn drop_peer(&mut self, peer: &P) {
+        let Some(p) = self.peers.remove(peer) else {
+            return;
+        };
+        if p.heard_from {
+            self.picker.remove_peer(&p.have);
+        }
+        for (&i, _) in &p.in_flight {
+            if !self.storing.contains(&i) {
+                self.picker.mark_unrequested(i);
+            }
+        }
+        self.choker.remove_peer(peer);
+    }
+
+    fn ban(&mut self, peer: P, reason: BanReason) {
+        self.drop_peer(&peer);
+        if self.banned.len() < self.config.max_banned {
+            self.banned.insert(peer);
+        }
+        self.actions.push_back(Action::Ban { peer, reason });
+    }
+}
+
+#[cfg(test)]
+mod tests;
