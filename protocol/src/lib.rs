@@ -8,7 +8,9 @@ pub mod choker;
 pub mod id;
 pub mod manifest;
 pub mod merkle;
+pub mod picker;
 pub mod rate;
+pub mod transfer;
 pub mod wire;
 
 pub use bitfield::{Bitfield, ChunkIndex};

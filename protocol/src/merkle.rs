@@ -111,7 +111,7 @@ impl Proof {
 
     /// Splits concatenated hashes, rejecting a ragged or over-deep proof.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, ProofError> {
-        if bytes.len() % HASH_LEN != 0 {
+        if !bytes.len().is_multiple_of(HASH_LEN) {
             return Err(ProofError::RaggedProof(bytes.len()));
         }
         let n = bytes.len() / HASH_LEN;

@@ -15,7 +15,7 @@ use thiserror::Error;
 use crate::bitfield::{Bitfield, ChunkIndex};
 use crate::choker::{is_snubbed, Choker, ChokerConfig, Mode, PeerView};
 use crate::manifest::Manifest;
-use crate::merkle::{MerkleTree, Proof, ProofError};
+use crate::merkle::{hash_leaf, Hash, MerkleTree, Proof, ProofError};
 use crate::picker::{PickerConfig, PiecePicker};
 use crate::rate::RateMeter;
 use crate::wire::{HaveInfo, HaveSet};
@@ -23,8 +23,13 @@ use crate::wire::{HaveInfo, HaveSet};
 /// Tunables of one transfer.
 #[derive(Clone, Debug)]
 pub struct TransferConfig {
-    /// Chunk requests outstanding per peer.
+    /// Most chunk requests outstanding per peer.
     pub pipeline_depth: usize,
+    /// Fewest chunk requests outstanding per peer (before its rate is known).
+    pub min_pipeline_depth: usize,
+    /// Keep about this much time's worth of a peer's download rate requested,
+    /// so a slow peer is not handed chunks that faster peers could fetch sooner.
+    pub request_queue_time: Duration,
     /// A request unanswered this long is given up and its chunk re-picked.
     pub request_timeout: Duration,
     /// Have exchange with each peer at least this often.
@@ -48,7 +53,9 @@ pub struct TransferConfig {
 impl Default for TransferConfig {
     fn default() -> Self {
         Self {
-            pipeline_depth: 16,
+            pipeline_depth: 32,
+            min_pipeline_depth: 3,
+            request_queue_time: Duration::from_millis(500),
             request_timeout: Duration::from_secs(30),
             have_interval: Duration::from_secs(5),
             have_batch_delay: Duration::from_millis(200),
@@ -179,7 +186,7 @@ impl<P: Copy + Ord + std::hash::Hash + std::fmt::Debug> Transfer<P> {
         seed: u64,
     ) -> Self {
         let count = manifest.chunk_count();
-        let mut picker = PiecePicker::new(count, config.picker.clone());
+        let mut picker = PiecePicker::new(count, config.picker);
         for i in have.iter_ones() {
             if tree.proof(i).is_some() {
                 picker.mark_have(i);
@@ -349,7 +356,12 @@ impl<P: Copy + Ord + std::hash::Hash + std::fmt::Debug> Transfer<P> {
     }
 
     /// `peer` asks for chunk `index`: decide whether to serve it.
-    pub fn handle_chunk_request(&mut self, now: Instant, peer: P, index: ChunkIndex) -> ChunkAnswer {
+    pub fn handle_chunk_request(
+        &mut self,
+        now: Instant,
+        peer: P,
+        index: ChunkIndex,
+    ) -> ChunkAnswer {
         let _ = now;
         match self.peers.get(&peer) {
             Some(p) if !p.we_choke => {}
@@ -384,16 +396,31 @@ impl<P: Copy + Ord + std::hash::Hash + std::fmt::Debug> Transfer<P> {
         data: &[u8],
         proof: &[u8],
     ) -> Result<ChunkVerdict, TransferError> {
+        let leaf = hash_leaf(data);
+        self.handle_chunk_hashed(now, peer, index, data.len(), leaf, proof)
+    }
+
+    /// As `handle_chunk`, for a driver that already computed `hash_leaf(data)`
+    /// (off the event loop) and passes the data's length and leaf hash.
+    pub fn handle_chunk_hashed(
+        &mut self,
+        now: Instant,
+        peer: P,
+        index: ChunkIndex,
+        len: usize,
+        leaf: Hash,
+        proof: &[u8],
+    ) -> Result<ChunkVerdict, TransferError> {
         let Some(p) = self.peers.get_mut(&peer) else {
             return Err(TransferError::UnknownPeer);
         };
         // A late answer to a request we already gave up on is still welcome if it verifies.
         let was_in_flight = p.in_flight.remove(&index).is_some();
         let checked = Proof::from_bytes(proof).and_then(|proof| {
-            if data.len() != self.manifest.chunk_len(index) as usize {
+            if len != self.manifest.chunk_len(index) as usize {
                 return Err(ProofError::RootMismatch(index));
             }
-            self.tree.verify_and_insert(index, data, &proof)
+            self.tree.insert_leaf(index, leaf, &proof)
         });
         if let Err(e) = checked {
             if was_in_flight {
@@ -403,7 +430,7 @@ impl<P: Copy + Ord + std::hash::Hash + std::fmt::Debug> Transfer<P> {
             self.fill_requests(now);
             return Err(TransferError::BadChunk(e));
         }
-        p.download.record(now, data.len() as u64);
+        p.download.record(now, len as u64);
         p.last_received = Some(now);
         if self.picker.have().get(index) || self.storing.contains(&index) {
             if was_in_flight {
@@ -588,7 +615,9 @@ impl<P: Copy + Ord + std::hash::Hash + std::fmt::Debug> Transfer<P> {
         if self.picker.is_complete() {
             return;
         }
-        let depth = self.config.pipeline_depth;
+        let chunk_size = u64::from(self.manifest.chunk_size.max(1));
+        let queue_time = self.config.request_queue_time.as_secs_f64();
+        let (min_depth, max_depth) = (self.config.min_pipeline_depth, self.config.pipeline_depth);
         // Start at a random peer so no one is always served first.
         let keys: Vec<P> = self.peers.keys().copied().collect();
         if keys.is_empty() {
@@ -600,6 +629,9 @@ impl<P: Copy + Ord + std::hash::Hash + std::fmt::Debug> Transfer<P> {
             let Some(p) = self.peers.get(&peer) else {
                 continue;
             };
+            let by_rate =
+                (p.download.rate(now) as f64 * queue_time / chunk_size as f64).ceil() as usize;
+            let depth = by_rate.clamp(min_depth, max_depth.max(min_depth));
             if p.choking_us || !p.we_interested || p.in_flight.len() >= depth {
                 continue;
             }
@@ -648,7 +680,7 @@ impl<P: Copy + Ord + std::hash::Hash + std::fmt::Debug> Transfer<P> {
         if p.heard_from {
             self.picker.remove_peer(&p.have);
         }
-        for (&i, _) in &p.in_flight {
+        for &i in p.in_flight.keys() {
             if !self.storing.contains(&i) {
                 self.picker.mark_unrequested(i);
             }

@@ -2,8 +2,8 @@
 
 use super::*;
 use crate::manifest::{Layout, ManifestBuilder, MIN_CHUNK_SIZE};
-use std::collections::BinaryHeap;
 use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 
 const LATENCY: Duration = Duration::from_millis(5);
 
@@ -41,6 +41,8 @@ struct Sim {
     seq: u64,
     bans: Vec<(u32, u32)>,
     requests: Vec<(u32, u32, ChunkIndex)>,
+    /// Upload bytes per second of each node's link (None: unlimited) and when it is next free.
+    uplink: Vec<(Option<u64>, Instant)>,
 }
 
 fn content(len: usize) -> Vec<u8> {
@@ -51,7 +53,9 @@ fn build(data: &[u8]) -> (Manifest, MerkleTree) {
     let mut b = ManifestBuilder::new(
         "sim.bin".into(),
         MIN_CHUNK_SIZE,
-        Layout::File { length: data.len() as u64 },
+        Layout::File {
+            length: data.len() as u64,
+        },
     )
     .unwrap();
     b.update(data);
@@ -69,13 +73,29 @@ impl Sim {
         let mut stored = Vec::new();
         let mut behaviour = Vec::new();
         for (k, &b) in seeds.iter().enumerate() {
-            nodes.push(Transfer::new(manifest.clone(), tree.clone(), &Bitfield::full(count), config.clone(), k as u64));
-            stored.push((0..count).map(|i| Some(chunk(&manifest, &data, i))).collect());
+            nodes.push(Transfer::new(
+                manifest.clone(),
+                tree.clone(),
+                &Bitfield::full(count),
+                config.clone(),
+                k as u64,
+            ));
+            stored.push(
+                (0..count)
+                    .map(|i| Some(chunk(&manifest, &data, i)))
+                    .collect(),
+            );
             behaviour.push(b);
         }
         for k in 0..leechers {
             let empty = MerkleTree::with_root(manifest.root, count);
-            nodes.push(Transfer::new(manifest.clone(), empty, &Bitfield::new(count), config.clone(), 100 + k as u64));
+            nodes.push(Transfer::new(
+                manifest.clone(),
+                empty,
+                &Bitfield::new(count),
+                config.clone(),
+                100 + k as u64,
+            ));
             stored.push(vec![None; count as usize]);
             behaviour.push(Behaviour::Honest);
         }
@@ -87,13 +107,36 @@ impl Sim {
                 }
             }
         }
-        Sim { t0, now: t0, content: data, nodes, stored, behaviour, queue: BinaryHeap::new(), msgs: BTreeMap::new(), seq: 0, bans: vec![], requests: vec![] }
+        let uplink = vec![(None, t0); n as usize];
+        Sim {
+            t0,
+            now: t0,
+            content: data,
+            nodes,
+            stored,
+            behaviour,
+            queue: BinaryHeap::new(),
+            msgs: BTreeMap::new(),
+            seq: 0,
+            bans: vec![],
+            requests: vec![],
+            uplink,
+        }
     }
 
     fn send(&mut self, from: u32, to: u32, msg: Msg) {
+        let mut at = self.now + LATENCY;
+        if let (Msg::ChunkResp(_, Answer::Chunk(data, _)), (Some(rate), free)) =
+            (&msg, &mut self.uplink[from as usize])
+        {
+            // The sender's link carries one chunk after another at its rate.
+            let start = (*free).max(self.now);
+            *free = start + Duration::from_secs_f64(data.len() as f64 / *rate as f64);
+            at = *free + LATENCY;
+        }
         self.seq += 1;
         self.msgs.insert(self.seq, msg);
-        self.queue.push(Reverse((self.now + LATENCY, self.seq, from, to)));
+        self.queue.push(Reverse((at, self.seq, from, to)));
     }
 
     fn drain_actions(&mut self) {
@@ -119,7 +162,10 @@ impl Sim {
         }
         match msg {
             Msg::HaveReq(info) => {
-                if self.nodes[to as usize].handle_have(now, from, &info).is_ok() {
+                if self.nodes[to as usize]
+                    .handle_have(now, from, &info)
+                    .is_ok()
+                {
                     let reply = self.nodes[to as usize].have_info(&from);
                     self.send(to, from, Msg::HaveResp(reply));
                 }
@@ -131,7 +177,9 @@ impl Sim {
                 let node = &mut self.nodes[to as usize];
                 let answer = match node.handle_chunk_request(now, from, index) {
                     ChunkAnswer::Serve(proof) => {
-                        let mut data = self.stored[to as usize][index as usize].clone().expect("served chunk is stored");
+                        let mut data = self.stored[to as usize][index as usize]
+                            .clone()
+                            .expect("served chunk is stored");
                         node.handle_uploaded(now, from, data.len() as u64);
                         match self.behaviour[to as usize] {
                             Behaviour::Honest => {}
@@ -149,7 +197,9 @@ impl Sim {
                 let node = &mut self.nodes[to as usize];
                 match answer {
                     Answer::Chunk(data, proof) => {
-                        if let Ok(ChunkVerdict::Store) = node.handle_chunk(now, from, index, &data, &proof) {
+                        if let Ok(ChunkVerdict::Store) =
+                            node.handle_chunk(now, from, index, &data, &proof)
+                        {
                             self.stored[to as usize][index as usize] = Some(data);
                             node.handle_chunk_stored(now, index);
                         }
@@ -199,7 +249,11 @@ impl Sim {
         let m = self.nodes[0].manifest();
         for (k, s) in self.stored.iter().enumerate() {
             for i in 0..m.chunk_count() {
-                assert_eq!(s[i as usize].as_deref(), Some(&chunk(m, &self.content, i)[..]), "node {k} chunk {i}");
+                assert_eq!(
+                    s[i as usize].as_deref(),
+                    Some(&chunk(m, &self.content, i)[..]),
+                    "node {k} chunk {i}"
+                );
             }
             assert!(self.nodes[k].have().is_full(), "node {k} not complete");
         }
@@ -213,7 +267,16 @@ fn chunk(m: &Manifest, data: &[u8], i: u32) -> Vec<u8> {
 
 #[test]
 fn one_seed_four_leechers_complete_with_every_chunk_verified() {
-    let mut sim = Sim::new(60 * MIN_CHUNK_SIZE as usize + 123, &[Behaviour::Honest], 4, TransferConfig::default());
+    let mut sim = Sim::new(
+        60 * MIN_CHUNK_SIZE as usize + 123,
+        &[Behaviour::Honest],
+        4,
+        TransferConfig::default(),
+    );
+    // Every link carries 10 chunks a second: the seed alone would need 24 s for four copies.
+    for link in &mut sim.uplink {
+        link.0 = Some(10 * u64::from(MIN_CHUNK_SIZE));
+    }
     assert!(sim.run(Duration::from_secs(600)), "swarm did not complete");
     sim.assert_all_verified();
     assert!(sim.bans.is_empty());
@@ -222,28 +285,64 @@ fn one_seed_four_leechers_complete_with_every_chunk_verified() {
         .flat_map(|a| (0..5u32).filter(move |&b| b != a).map(move |b| (a, b)))
         .filter_map(|(a, b)| sim.nodes[a as usize].peer_stats(&b).map(|s| s.uploaded))
         .sum();
-    assert!(leecher_uploads > 0, "leechers never uploaded to each other");
+    let file = sim.content.len() as u64;
+    assert!(
+        leecher_uploads > file,
+        "leechers uploaded only {leecher_uploads} bytes to each other"
+    );
+    let seed_uploaded: u64 = (1..5u32)
+        .filter_map(|b| sim.nodes[0].peer_stats(&b))
+        .map(|s| s.uploaded)
+        .sum();
+    assert!(
+        seed_uploaded < 3 * file,
+        "seed sent {seed_uploaded} bytes, more than 3 copies"
+    );
+    // Virtual time: well below the 24 s the seed would need alone (the P2P bound is 4.8 s).
+    let took = sim.now - sim.t0;
+    eprintln!("swarm of 4 completed in {took:?} of virtual time");
+    assert!(took < Duration::from_secs(10), "took {took:?}");
 }
 
 #[test]
 fn corrupt_seed_is_banned_and_download_completes_from_honest_one() {
-    let mut sim = Sim::new(30 * MIN_CHUNK_SIZE as usize, &[Behaviour::Corrupt, Behaviour::Honest], 1, TransferConfig::default());
+    let mut sim = Sim::new(
+        30 * MIN_CHUNK_SIZE as usize,
+        &[Behaviour::Corrupt, Behaviour::Honest],
+        1,
+        TransferConfig::default(),
+    );
     let done = sim.run(Duration::from_secs(600));
-    assert!(sim.bans.contains(&(2, 0)), "corrupt peer not banned: {:?}", sim.bans);
+    assert!(
+        sim.bans.contains(&(2, 0)),
+        "corrupt peer not banned: {:?}",
+        sim.bans
+    );
     assert!(!sim.bans.iter().any(|&(_, p)| p == 1), "honest peer banned");
     // The corrupt seed itself never completes anything new; check the leecher.
     let _ = done;
     assert!(sim.nodes[2].is_complete());
     let m = sim.nodes[2].manifest().clone();
     for i in 0..m.chunk_count() {
-        assert_eq!(sim.stored[2][i as usize].as_deref(), Some(&chunk(&m, &sim.content, i)[..]));
+        assert_eq!(
+            sim.stored[2][i as usize].as_deref(),
+            Some(&chunk(&m, &sim.content, i)[..])
+        );
     }
 }
 
 #[test]
 fn silent_peer_times_out_and_chunks_are_fetched_elsewhere() {
-    let config = TransferConfig { request_timeout: Duration::from_secs(3), ..TransferConfig::default() };
-    let mut sim = Sim::new(20 * MIN_CHUNK_SIZE as usize, &[Behaviour::Silent, Behaviour::Honest], 1, config);
+    let config = TransferConfig {
+        request_timeout: Duration::from_secs(3),
+        ..TransferConfig::default()
+    };
+    let mut sim = Sim::new(
+        20 * MIN_CHUNK_SIZE as usize,
+        &[Behaviour::Silent, Behaviour::Honest],
+        1,
+        config,
+    );
     sim.run(Duration::from_secs(120));
     assert!(sim.nodes[2].is_complete());
     let asked_silent = sim.requests.iter().filter(|r| r.0 == 2 && r.1 == 0).count();
@@ -255,15 +354,31 @@ fn choked_peer_gets_choked_answer_and_no_data() {
     let data = content(4 * MIN_CHUNK_SIZE as usize);
     let (m, tree) = build(&data);
     let count = m.chunk_count();
-    let mut seed = Transfer::new(m, tree, &Bitfield::full(count), TransferConfig::default(), 1);
+    let mut seed = Transfer::new(
+        m,
+        tree,
+        &Bitfield::full(count),
+        TransferConfig::default(),
+        1,
+    );
     let t = Instant::now();
     seed.handle_peer_connected(t, 7u32);
     assert_eq!(seed.handle_chunk_request(t, 7, 0), ChunkAnswer::Choked);
     // Once it says it is interested, a free slot unchokes it at once.
-    let info = HaveInfo { have: HaveSet::Nothing, interested: true, choking: true };
+    let info = HaveInfo {
+        have: HaveSet::Nothing,
+        interested: true,
+        choking: true,
+    };
     seed.handle_have(t, 7, &info).unwrap();
-    assert!(matches!(seed.handle_chunk_request(t, 7, 0), ChunkAnswer::Serve(_)));
-    assert_eq!(seed.handle_chunk_request(t, 7, count), ChunkAnswer::DontHave);
+    assert!(matches!(
+        seed.handle_chunk_request(t, 7, 0),
+        ChunkAnswer::Serve(_)
+    ));
+    assert_eq!(
+        seed.handle_chunk_request(t, 7, count),
+        ChunkAnswer::DontHave
+    );
 }
 
 #[test]
@@ -271,10 +386,23 @@ fn bad_have_bitfield_bans() {
     let data = content(20 * MIN_CHUNK_SIZE as usize);
     let (m, tree) = build(&data);
     let count = m.chunk_count();
-    let mut seed = Transfer::new(m, tree, &Bitfield::full(count), TransferConfig::default(), 1);
+    let mut seed = Transfer::new(
+        m,
+        tree,
+        &Bitfield::full(count),
+        TransferConfig::default(),
+        1,
+    );
     let t = Instant::now();
-    let info = HaveInfo { have: HaveSet::Bits(serde_bytes::ByteBuf::from(vec![0xff; 1])), interested: true, choking: true };
-    assert_eq!(seed.handle_have(t, 3u32, &info), Err(TransferError::BadHave));
+    let info = HaveInfo {
+        have: HaveSet::Bits(serde_bytes::ByteBuf::from(vec![0xff; 1])),
+        interested: true,
+        choking: true,
+    };
+    assert_eq!(
+        seed.handle_have(t, 3u32, &info),
+        Err(TransferError::BadHave)
+    );
     assert!(seed.is_banned(&3));
     let mut saw_ban = false;
     while let Some(a) = seed.poll_action() {
@@ -286,7 +414,12 @@ fn bad_have_bitfield_bans() {
 #[test]
 fn same_seeds_give_the_same_run() {
     let run = || {
-        let mut sim = Sim::new(40 * MIN_CHUNK_SIZE as usize, &[Behaviour::Honest], 3, TransferConfig::default());
+        let mut sim = Sim::new(
+            40 * MIN_CHUNK_SIZE as usize,
+            &[Behaviour::Honest],
+            3,
+            TransferConfig::default(),
+        );
         sim.run(Duration::from_secs(600));
         (sim.requests.clone(), sim.now - sim.t0)
     };
@@ -295,7 +428,12 @@ fn same_seeds_give_the_same_run() {
 
 #[test]
 fn stored_chunks_are_not_refetched() {
-    let mut sim = Sim::new(50 * MIN_CHUNK_SIZE as usize, &[Behaviour::Honest], 2, TransferConfig::default());
+    let mut sim = Sim::new(
+        50 * MIN_CHUNK_SIZE as usize,
+        &[Behaviour::Honest],
+        2,
+        TransferConfig::default(),
+    );
     assert!(sim.run(Duration::from_secs(600)));
     // Outside endgame a leecher asks for each chunk once; endgame may duplicate only the tail.
     for leecher in [1u32, 2] {
@@ -304,6 +442,9 @@ fn stored_chunks_are_not_refetched() {
             *per_chunk.entry(r.2).or_insert(0u32) += 1;
         }
         let dup = per_chunk.values().filter(|&&n| n > 1).count();
-        assert!(dup <= 2 * TransferConfig::default().pipeline_depth, "leecher {leecher} refetched {dup} chunks");
+        assert!(
+            dup <= 2 * TransferConfig::default().pipeline_depth,
+            "leecher {leecher} refetched {dup} chunks"
+        );
     }
 }
