@@ -1,0 +1,139 @@
+//! The libp2p behaviour of a node and how its swarm is built.
+
+use std::num::NonZeroUsize;
+use std::sync::Arc;
+use std::time::Duration;
+
+use libp2p::identity::Keypair;
+use libp2p::swarm::NetworkBehaviour;
+use libp2p::{
+    allow_block_list, connection_limits, identify, kad, noise, ping, request_response, tcp, yamux,
+    StreamProtocol, Swarm,
+};
+
+use crate::codec::{ChunkCodec, Counters, PROTOCOL};
+use crate::ratelimit::RateLimiter;
+
+/// Our own Kademlia protocol name: never the public IPFS DHT.
+pub const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/kadswarm/kad/1");
+/// Identify's protocol version string.
+pub const IDENTIFY_VERSION: &str = "/kadswarm/1";
+
+/// Every libp2p protocol a node speaks.
+#[derive(NetworkBehaviour)]
+pub struct Behaviour {
+    /// Refuses banned peers.
+    pub blocked: allow_block_list::Behaviour<allow_block_list::BlockedPeers>,
+    /// Caps connections.
+    pub limits: connection_limits::Behaviour,
+    /// The DHT: provider records keyed by content ID.
+    pub kad: kad::Behaviour<kad::store::MemoryStore>,
+    /// Learns peers' listen addresses (fed to Kademlia).
+    pub identify: identify::Behaviour,
+    /// Liveness.
+    pub ping: ping::Behaviour,
+    /// The chunk protocol.
+    pub chunks: request_response::Behaviour<ChunkCodec>,
+}
+
+/// Network settings for building a swarm.
+#[derive(Clone, Debug)]
+pub struct NetConfig {
+    /// Most established connections in total.
+    pub max_connections: u32,
+    /// Provider record lifetime.
+    pub provider_ttl: Duration,
+    /// How often Kademlia republishes our provider records.
+    pub provider_republish: Duration,
+    /// Chunk request timeout.
+    pub request_timeout: Duration,
+    /// Upload cap in bytes per second.
+    pub max_upload: Option<u64>,
+    /// Download cap in bytes per second.
+    pub max_download: Option<u64>,
+}
+
+impl Default for NetConfig {
+    fn default() -> Self {
+        Self {
+            max_connections: 256,
+            provider_ttl: Duration::from_secs(30 * 60),
+            provider_republish: Duration::from_secs(5 * 60),
+            request_timeout: Duration::from_secs(60),
+            max_upload: None,
+            max_download: None,
+        }
+    }
+}
+
+/// Builds the swarm: TCP (noise + yamux) and QUIC, with our behaviour.
+pub fn build_swarm(
+    keypair: Keypair,
+    config: &NetConfig,
+    counters: Arc<Counters>,
+) -> anyhow::Result<Swarm<Behaviour>> {
+    let upload = Arc::new(RateLimiter::new(config.max_upload));
+    let download = Arc::new(RateLimiter::new(config.max_download));
+    let codec = ChunkCodec::new(upload, download, counters);
+    let config = config.clone();
+    let swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default().nodelay(true),
+            noise::Config::new,
+            yamux::Config::default,
+        )?
+        .with_quic()
+        .with_behaviour(move |key| {
+            let peer_id = key.public().to_peer_id();
+            let mut kad_config = kad::Config::new(KAD_PROTOCOL);
+            kad_config
+                .set_provider_record_ttl(Some(config.provider_ttl))
+                .set_provider_publication_interval(Some(config.provider_republish))
+                .set_query_timeout(Duration::from_secs(30))
+                .set_periodic_bootstrap_interval(Some(Duration::from_secs(60)));
+            let store = kad::store::MemoryStore::with_config(
+                peer_id,
+                kad::store::MemoryStoreConfig {
+                    max_provided_keys: 4096,
+                    ..Default::default()
+                },
+            );
+            let kad = kad::Behaviour::with_config(peer_id, store, kad_config);
+            let identify = identify::Behaviour::new(
+                identify::Config::new(IDENTIFY_VERSION.into(), key.public())
+                    .with_agent_version(format!("kadswarm/{}", env!("CARGO_PKG_VERSION")))
+                    .with_push_listen_addr_updates(true)
+                    .with_cache_size(256),
+            );
+            let rr_config = request_response::Config::default()
+                .with_request_timeout(config.request_timeout)
+                .with_max_concurrent_streams(256);
+            let chunks = request_response::Behaviour::with_codec(
+                codec,
+                [(PROTOCOL, request_response::ProtocolSupport::Full)],
+                rr_config,
+            );
+            let limits = connection_limits::Behaviour::new(
+                connection_limits::ConnectionLimits::default()
+                    .with_max_established(Some(config.max_connections))
+                    .with_max_established_per_peer(Some(2))
+                    .with_max_pending_incoming(Some(64))
+                    .with_max_pending_outgoing(Some(64)),
+            );
+            Behaviour {
+                blocked: allow_block_list::Behaviour::default(),
+                limits,
+                kad,
+                identify,
+                ping: ping::Behaviour::default(),
+                chunks,
+            }
+        })?
+        .with_swarm_config(|c| {
+            c.with_idle_connection_timeout(Duration::from_secs(60))
+                .with_notify_handler_buffer_size(NonZeroUsize::new(64).unwrap_or(NonZeroUsize::MIN))
+        })
+        .build();
+    Ok(swarm)
+}

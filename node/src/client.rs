@@ -1,0 +1,168 @@
+//! The handle through which commands reach a running node's event loop.
+
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use anyhow::{anyhow, Context};
+use libp2p::{Multiaddr, PeerId};
+use protocol::merkle::MerkleTree;
+use protocol::{ContentId, Manifest};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::codec::Counters;
+use crate::storage::Storage;
+
+/// Commands from a [`Client`] to the event loop.
+pub(crate) enum Command {
+    ListenAddrs(oneshot::Sender<Vec<Multiaddr>>),
+    Bootstrapped(oneshot::Sender<Result<usize, String>>),
+    Share {
+        manifest: Manifest,
+        tree: MerkleTree,
+        storage: Storage,
+        reply: oneshot::Sender<ContentId>,
+    },
+    Get {
+        id: ContentId,
+        out_dir: PathBuf,
+        events: mpsc::Sender<GetEvent>,
+    },
+    Stats(oneshot::Sender<Stats>),
+    Shutdown(oneshot::Sender<()>),
+}
+
+/// Progress of a download, as the event loop reports it.
+#[derive(Clone, Debug)]
+pub enum GetEvent {
+    /// Providers were found in the DHT.
+    ProvidersFound(usize),
+    /// The manifest arrived and matched the ID.
+    Manifest(Box<Manifest>),
+    /// Chunks held so far.
+    Progress {
+        /// Verified chunks on disk.
+        have: u32,
+        /// Chunks in total.
+        total: u32,
+        /// Peers we exchange with.
+        peers: usize,
+        /// Chunk bytes received so far by this node.
+        downloaded: u64,
+    },
+    /// Every chunk is verified and the content sits at this path.
+    Completed(PathBuf),
+    /// The download cannot proceed.
+    Failed(String),
+}
+
+/// Counters of one node.
+#[derive(Clone, Debug, Default)]
+pub struct Stats {
+    /// Chunk payload bytes sent.
+    pub uploaded: u64,
+    /// Chunk payload bytes received.
+    pub downloaded: u64,
+    /// Peers with an open connection.
+    pub connected_peers: usize,
+    /// Peers banned for bad data.
+    pub banned: Vec<PeerId>,
+}
+
+/// A cheap, cloneable handle to a running node.
+#[derive(Clone)]
+pub struct Client {
+    pub(crate) tx: mpsc::Sender<Command>,
+    pub(crate) peer_id: PeerId,
+    pub(crate) counters: Arc<Counters>,
+}
+
+impl Client {
+    /// This node's peer ID.
+    pub fn peer_id(&self) -> PeerId {
+        self.peer_id
+    }
+
+    async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> anyhow::Result<T> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(make(tx))
+            .await
+            .map_err(|_| anyhow!("the node has stopped"))?;
+        rx.await
+            .map_err(|_| anyhow!("the node stopped before answering"))
+    }
+
+    /// Addresses we listen on, each ending in `/p2p/<peer id>`; waits for the first.
+    pub async fn listen_addrs(&self) -> anyhow::Result<Vec<Multiaddr>> {
+        self.ask(Command::ListenAddrs).await
+    }
+
+    /// Waits until every bootstrap dial has succeeded or failed; Ok(number reached).
+    /// Fails if a bootstrap list was given and none of it could be reached.
+    pub async fn bootstrapped(&self) -> anyhow::Result<usize> {
+        self.ask(Command::Bootstrapped)
+            .await?
+            .map_err(|e| anyhow!(e))
+    }
+
+    /// Starts seeding already-scanned content; returns its ID.
+    pub async fn share(
+        &self,
+        manifest: Manifest,
+        tree: MerkleTree,
+        storage: Storage,
+    ) -> anyhow::Result<ContentId> {
+        self.ask(|reply| Command::Share {
+            manifest,
+            tree,
+            storage,
+            reply,
+        })
+        .await
+    }
+
+    /// Starts fetching `id` into `out_dir`; progress arrives on the returned channel.
+    pub async fn get(
+        &self,
+        id: ContentId,
+        out_dir: PathBuf,
+    ) -> anyhow::Result<mpsc::Receiver<GetEvent>> {
+        let (events, rx) = mpsc::channel(64);
+        self.tx
+            .send(Command::Get {
+                id,
+                out_dir,
+                events,
+            })
+            .await
+            .map_err(|_| anyhow!("the node has stopped"))?;
+        Ok(rx)
+    }
+
+    /// Fetches `id` into `out_dir` and waits until it is complete on disk.
+    pub async fn get_and_wait(&self, id: ContentId, out_dir: PathBuf) -> anyhow::Result<PathBuf> {
+        let mut rx = self.get(id, out_dir).await?;
+        while let Some(ev) = rx.recv().await {
+            match ev {
+                GetEvent::Completed(path) => return Ok(path),
+                GetEvent::Failed(e) => return Err(anyhow!(e)).context(format!("fetching {id}")),
+                _ => {}
+            }
+        }
+        Err(anyhow!("the node stopped before {id} completed"))
+    }
+
+    /// Byte counters and peers.
+    pub async fn stats(&self) -> anyhow::Result<Stats> {
+        let mut s = self.ask(Command::Stats).await?;
+        s.uploaded = self.counters.uploaded.load(Ordering::Relaxed);
+        s.downloaded = self.counters.downloaded.load(Ordering::Relaxed);
+        Ok(s)
+    }
+
+    /// Saves resume state and stops the node.
+    pub async fn shutdown(&self) -> anyhow::Result<()> {
+        self.ask(Command::Shutdown).await
+    }
+}

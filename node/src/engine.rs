@@ -1,0 +1,1204 @@
+//! The event loop: one task owning the libp2p swarm and every content's
+//! `Transfer`, driven by swarm events, client commands, disk completions and
+//! timers (the rust-libp2p file-sharing shape, without its panics).
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use libp2p::kad::{self, GetProvidersOk, QueryResult};
+use libp2p::multiaddr::Protocol;
+use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
+use libp2p::swarm::dial_opts::DialOpts;
+use libp2p::swarm::{ConnectionId, SwarmEvent};
+use libp2p::{identify, Multiaddr, PeerId, Swarm};
+use protocol::merkle::MerkleTree;
+use protocol::transfer::{Action, ChunkAnswer, ChunkVerdict, Transfer, TransferConfig};
+use protocol::wire::{PeerRecord, Request, Response, MAX_ADDRS_PER_PEER, MAX_PEERS_PER_MESSAGE};
+use protocol::{ChunkIndex, ContentId, Manifest};
+use serde_bytes::ByteBuf;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::behaviour::{Behaviour, BehaviourEvent, KAD_PROTOCOL};
+use crate::client::{Command, GetEvent, Stats};
+use crate::codec::Reply;
+use crate::storage::{Opened, Storage};
+
+/// How a node's event loop behaves.
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    /// Bootstrap peers to dial on start.
+    pub bootstrap: Vec<Multiaddr>,
+    /// Per-content transfer tunables.
+    pub transfer: TransferConfig,
+    /// Give up finding providers for a `get` after this long.
+    pub find_timeout: Duration,
+    /// Treat our listen addresses as reachable (LANs, loopback testnets).
+    pub listen_addrs_are_external: bool,
+    /// Target number of peers per content before peer exchange stops asking.
+    pub wanted_peers: usize,
+    /// Save resume state at most this often.
+    pub save_interval: Duration,
+    /// Most chunk reads for uploads in flight at once.
+    pub max_pending_reads: usize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            bootstrap: Vec::new(),
+            transfer: TransferConfig::default(),
+            find_timeout: Duration::from_secs(60),
+            listen_addrs_are_external: true,
+            wanted_peers: 40,
+            save_interval: Duration::from_secs(1),
+            max_pending_reads: 256,
+        }
+    }
+}
+
+/// Results of blocking disk work, sent back to the loop.
+enum IoDone {
+    Read {
+        id: ContentId,
+        peer: PeerId,
+        index: ChunkIndex,
+        proof: Vec<u8>,
+        channel: ResponseChannel<Reply>,
+        result: std::io::Result<Vec<u8>>,
+    },
+    Written {
+        id: ContentId,
+        index: ChunkIndex,
+        result: std::io::Result<()>,
+    },
+    Opened {
+        id: ContentId,
+        result: Result<Opened, String>,
+    },
+    Finished {
+        id: ContentId,
+        result: Result<PathBuf, String>,
+    },
+    Saved {
+        id: ContentId,
+    },
+}
+
+/// What an outstanding request of ours was for.
+#[derive(Clone, Copy)]
+enum Pending {
+    Manifest(ContentId),
+    Have(ContentId),
+    Chunk(ContentId, ChunkIndex),
+    Peers(ContentId),
+}
+
+enum Phase {
+    /// Looking for providers and a manifest.
+    Searching {
+        out_dir: PathBuf,
+        asked: HashSet<PeerId>,
+    },
+    /// The manifest arrived; storage is being opened (and re-checked).
+    Opening { manifest: Manifest },
+    /// Exchanging chunks.
+    Active(Box<Active>),
+}
+
+struct Active {
+    transfer: Transfer<PeerId>,
+    storage: Arc<RwLock<Storage>>,
+    manifest_bytes: Vec<u8>,
+    dirty: bool,
+    saving: bool,
+    last_save: Instant,
+    finished: bool,
+}
+
+struct Content {
+    phase: Phase,
+    events: Option<mpsc::Sender<GetEvent>>,
+    providers: HashSet<PeerId>,
+    search_deadline: Option<Instant>,
+    query_running: bool,
+    next_search: Instant,
+    announced: bool,
+    next_announce: Option<Instant>,
+}
+
+/// The loop's state.
+pub struct Engine {
+    swarm: Swarm<Behaviour>,
+    config: EngineConfig,
+    commands: mpsc::Receiver<Command>,
+    io_tx: mpsc::Sender<IoDone>,
+    io_rx: mpsc::Receiver<IoDone>,
+    contents: HashMap<ContentId, Content>,
+    pending: HashMap<OutboundRequestId, Pending>,
+    provider_queries: HashMap<kad::QueryId, ContentId>,
+    announce_queries: HashMap<kad::QueryId, ContentId>,
+    listen_addrs: Vec<Multiaddr>,
+    listen_waiters: Vec<oneshot::Sender<Vec<Multiaddr>>>,
+    bootstrap_dials: HashSet<ConnectionId>,
+    bootstrap_ok: usize,
+    bootstrap_failed: Vec<String>,
+    bootstrap_waiters: Vec<oneshot::Sender<Result<usize, String>>>,
+    peer_addrs: HashMap<PeerId, Vec<Multiaddr>>,
+    banned: Vec<PeerId>,
+    pending_reads: usize,
+    connected: HashSet<PeerId>,
+    seed: u64,
+}
+
+impl Engine {
+    pub(crate) fn new(
+        swarm: Swarm<Behaviour>,
+        config: EngineConfig,
+        commands: mpsc::Receiver<Command>,
+    ) -> Self {
+        let (io_tx, io_rx) = mpsc::channel(1024);
+        let seed = u64::from_le_bytes(
+            swarm.local_peer_id().to_bytes()[..8]
+                .try_into()
+                .unwrap_or([7; 8]),
+        ) ^ rand::random::<u64>();
+        Self {
+            swarm,
+            config,
+            commands,
+            io_tx,
+            io_rx,
+            contents: HashMap::new(),
+            pending: HashMap::new(),
+            provider_queries: HashMap::new(),
+            announce_queries: HashMap::new(),
+            listen_addrs: Vec::new(),
+            listen_waiters: Vec::new(),
+            bootstrap_dials: HashSet::new(),
+            bootstrap_ok: 0,
+            bootstrap_failed: Vec::new(),
+            bootstrap_waiters: Vec::new(),
+            peer_addrs: HashMap::new(),
+            banned: Vec::new(),
+            pending_reads: 0,
+            connected: HashSet::new(),
+            seed,
+        }
+    }
+
+    /// Runs until shut down; saves resume state on the way out.
+    pub async fn run(mut self) {
+        self.start_bootstrap();
+        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let deadline = self.next_deadline();
+            let sleep = tokio::time::sleep_until(tokio::time::Instant::from_std(deadline));
+            tokio::select! {
+                ev = self.swarm.select_next_some() => self.on_swarm_event(ev),
+                cmd = self.commands.recv() => match cmd {
+                    Some(Command::Shutdown(reply)) => {
+                        self.save_all_now().await;
+                        let _ = reply.send(());
+                        return;
+                    }
+                    Some(cmd) => self.on_command(cmd),
+                    None => {
+                        self.save_all_now().await;
+                        return;
+                    }
+                },
+                Some(done) = self.io_rx.recv() => self.on_io(done),
+                _ = sleep => self.on_timers(),
+                _ = tick.tick() => self.on_tick(),
+            }
+        }
+    }
+
+    fn next_deadline(&self) -> Instant {
+        let far = Instant::now() + Duration::from_secs(1);
+        self.contents
+            .values()
+            .filter_map(|c| match &c.phase {
+                Phase::Active(a) => a.transfer.poll_timeout(),
+                _ => None,
+            })
+            .min()
+            .map_or(far, |t| t.min(far))
+    }
+
+    // ---- bootstrap and listening ----
+
+    fn start_bootstrap(&mut self) {
+        for addr in self.config.bootstrap.clone() {
+            let peer = addr.iter().find_map(|p| match p {
+                Protocol::P2p(id) => Some(id),
+                _ => None,
+            });
+            if let Some(peer) = peer {
+                let bare: Multiaddr = addr
+                    .iter()
+                    .filter(|p| !matches!(p, Protocol::P2p(_)))
+                    .collect();
+                self.swarm.behaviour_mut().kad.add_address(&peer, bare);
+            }
+            let opts = match peer {
+                Some(peer) => DialOpts::peer_id(peer)
+                    .addresses(vec![addr.clone()])
+                    .build(),
+                None => DialOpts::unknown_peer_id().address(addr.clone()).build(),
+            };
+            let cid = opts.connection_id();
+            match self.swarm.dial(opts) {
+                Ok(()) => {
+                    self.bootstrap_dials.insert(cid);
+                }
+                Err(e) => self.bootstrap_failed.push(format!("{addr}: {e}")),
+            }
+        }
+        self.check_bootstrap_done();
+    }
+
+    fn check_bootstrap_done(&mut self) {
+        if !self.bootstrap_dials.is_empty() {
+            return;
+        }
+        let result = if !self.config.bootstrap.is_empty() && self.bootstrap_ok == 0 {
+            Err(format!(
+                "could not reach any bootstrap peer: {}",
+                self.bootstrap_failed.join("; ")
+            ))
+        } else {
+            Ok(self.bootstrap_ok)
+        };
+        for w in self.bootstrap_waiters.drain(..) {
+            let _ = w.send(result.clone());
+        }
+    }
+
+    fn full_addr(&self, addr: &Multiaddr) -> Multiaddr {
+        addr.clone()
+            .with_p2p(*self.swarm.local_peer_id())
+            .unwrap_or_else(|a| a)
+    }
+
+    // ---- commands ----
+
+    fn on_command(&mut self, cmd: Command) {
+        match cmd {
+            Command::ListenAddrs(reply) => {
+                if self.listen_addrs.is_empty() {
+                    self.listen_waiters.push(reply);
+                } else {
+                    let addrs = self
+                        .listen_addrs
+                        .iter()
+                        .map(|a| self.full_addr(a))
+                        .collect();
+                    let _ = reply.send(addrs);
+                }
+            }
+            Command::Bootstrapped(reply) => {
+                self.bootstrap_waiters.push(reply);
+                self.check_bootstrap_done();
+            }
+            Command::Share {
+                manifest,
+                tree,
+                storage,
+                reply,
+            } => {
+                let id = manifest.id();
+                let have = protocol::Bitfield::full(manifest.chunk_count());
+                self.activate(id, manifest, tree, have, storage, None);
+                let _ = reply.send(id);
+            }
+            Command::Get {
+                id,
+                out_dir,
+                events,
+            } => self.start_get(id, out_dir, events),
+            Command::Stats(reply) => {
+                let _ = reply.send(Stats {
+                    uploaded: 0,
+                    downloaded: 0,
+                    connected_peers: self.connected.len(),
+                    banned: self.banned.clone(),
+                });
+            }
+            Command::Shutdown(_) => {}
+        }
+    }
+
+    fn start_get(&mut self, id: ContentId, out_dir: PathBuf, events: mpsc::Sender<GetEvent>) {
+        if let Some(c) = self.contents.get_mut(&id) {
+            if let Phase::Active(a) = &c.phase {
+                if a.finished {
+                    let path = a.storage.read().map(|s| s.final_path().to_path_buf());
+                    if let Ok(path) = path {
+                        let _ = events.try_send(GetEvent::Completed(path));
+                    }
+                    return;
+                }
+            }
+            c.events = Some(events);
+            return;
+        }
+        let now = Instant::now();
+        self.contents.insert(
+            id,
+            Content {
+                phase: Phase::Searching {
+                    out_dir,
+                    asked: HashSet::new(),
+                },
+                events: Some(events),
+                providers: HashSet::new(),
+                search_deadline: Some(now + self.config.find_timeout),
+                query_running: false,
+                next_search: now,
+                announced: false,
+                next_announce: None,
+            },
+        );
+        self.search(id);
+    }
+
+    fn search(&mut self, id: ContentId) {
+        let Some(c) = self.contents.get_mut(&id) else {
+            return;
+        };
+        if c.query_running {
+            return;
+        }
+        c.query_running = true;
+        c.next_search = Instant::now() + Duration::from_secs(2);
+        let qid = self
+            .swarm
+            .behaviour_mut()
+            .kad
+            .get_providers(kad::RecordKey::new(id.as_bytes()));
+        self.provider_queries.insert(qid, id);
+    }
+
+    fn activate(
+        &mut self,
+        id: ContentId,
+        manifest: Manifest,
+        tree: MerkleTree,
+        have: protocol::Bitfield,
+        storage: Storage,
+        events: Option<mpsc::Sender<GetEvent>>,
+    ) {
+        let manifest_bytes = manifest.to_bytes();
+        let complete = have.is_full();
+        self.seed = self.seed.wrapping_add(1);
+        let transfer = Transfer::new(
+            manifest,
+            tree,
+            &have,
+            self.config.transfer.clone(),
+            self.seed,
+        );
+        let announce_now = transfer.have().count_ones() > 0;
+        let providers = self
+            .contents
+            .get(&id)
+            .map(|c| c.providers.clone())
+            .unwrap_or_default();
+        let events = events.or_else(|| self.contents.get_mut(&id).and_then(|c| c.events.take()));
+        let content = Content {
+            phase: Phase::Active(Box::new(Active {
+                transfer,
+                storage: Arc::new(RwLock::new(storage)),
+                manifest_bytes,
+                dirty: false,
+                saving: false,
+                last_save: Instant::now(),
+                finished: false,
+            })),
+            events,
+            providers: providers.clone(),
+            search_deadline: None,
+            query_running: false,
+            next_search: Instant::now() + Duration::from_secs(5),
+            announced: false,
+            next_announce: None,
+        };
+        self.contents.insert(id, content);
+        if announce_now {
+            self.announce(id);
+        }
+        let now = Instant::now();
+        if let Some(Phase::Active(a)) = self.contents.get_mut(&id).map(|c| &mut c.phase) {
+            for p in providers {
+                if p != *self.swarm.local_peer_id() {
+                    a.transfer.handle_peer_connected(now, p);
+                }
+            }
+        }
+        if complete {
+            // Already whole: finishing moves a download into place (a share is already there).
+            self.on_completed(id);
+        }
+        self.drive(id);
+    }
+
+    fn announce(&mut self, id: ContentId) {
+        let Some(c) = self.contents.get_mut(&id) else {
+            return;
+        };
+        c.announced = true;
+        c.next_announce = Some(Instant::now() + Duration::from_secs(5));
+        match self
+            .swarm
+            .behaviour_mut()
+            .kad
+            .start_providing(kad::RecordKey::new(id.as_bytes()))
+        {
+            Ok(qid) => {
+                self.announce_queries.insert(qid, id);
+            }
+            Err(e) => tracing::warn!(%id, "cannot announce: {e}"),
+        }
+    }
+
+    // ---- driving transfers ----
+
+    fn drive(&mut self, id: ContentId) {
+        loop {
+            let Some(Phase::Active(a)) = self.contents.get_mut(&id).map(|c| &mut c.phase) else {
+                return;
+            };
+            let Some(action) = a.transfer.poll_action() else {
+                return;
+            };
+            match action {
+                Action::SendHave { peer, info } => {
+                    let rid = self
+                        .swarm
+                        .behaviour_mut()
+                        .chunks
+                        .send_request(&peer, Request::Have { id, info });
+                    self.pending.insert(rid, Pending::Have(id));
+                }
+                Action::RequestChunk { peer, index } => {
+                    let rid = self
+                        .swarm
+                        .behaviour_mut()
+                        .chunks
+                        .send_request(&peer, Request::Chunk { id, index });
+                    self.pending.insert(rid, Pending::Chunk(id, index));
+                }
+                Action::Ban { peer, reason } => {
+                    tracing::warn!(%peer, ?reason, "banning peer");
+                    self.ban(peer);
+                }
+                Action::Announce => {
+                    let announced = self.contents.get(&id).is_some_and(|c| c.announced);
+                    if !announced {
+                        self.announce(id);
+                    }
+                }
+                Action::Completed => self.on_completed(id),
+            }
+        }
+    }
+
+    fn ban(&mut self, peer: PeerId) {
+        if !self.banned.contains(&peer) && self.banned.len() < 10_000 {
+            self.banned.push(peer);
+        }
+        self.swarm.behaviour_mut().blocked.block_peer(peer);
+        let now = Instant::now();
+        let ids: Vec<ContentId> = self.contents.keys().copied().collect();
+        for id in ids {
+            if let Some(c) = self.contents.get_mut(&id) {
+                c.providers.remove(&peer);
+                if let Phase::Active(a) = &mut c.phase {
+                    a.transfer.handle_peer_disconnected(now, peer);
+                }
+            }
+        }
+    }
+
+    fn on_completed(&mut self, id: ContentId) {
+        let Some(Phase::Active(a)) = self.contents.get_mut(&id).map(|c| &mut c.phase) else {
+            return;
+        };
+        if a.finished {
+            return;
+        }
+        a.finished = true;
+        let storage = a.storage.clone();
+        let tx = self.io_tx.clone();
+        tokio::task::spawn_blocking(move || {
+            let result = match storage.write() {
+                Ok(mut s) => s.finish().map_err(|e| e.to_string()),
+                Err(_) => Err("storage lock poisoned".to_string()),
+            };
+            let _ = tx.blocking_send(IoDone::Finished { id, result });
+        });
+    }
+
+    // ---- swarm events ----
+
+    fn on_swarm_event(&mut self, ev: SwarmEvent<BehaviourEvent>) {
+        match ev {
+            SwarmEvent::NewListenAddr { address, .. } => {
+                tracing::info!("listening on {address}");
+                if self.config.listen_addrs_are_external {
+                    self.swarm.add_external_address(address.clone());
+                }
+                self.listen_addrs.push(address);
+                let addrs: Vec<Multiaddr> = self
+                    .listen_addrs
+                    .iter()
+                    .map(|a| self.full_addr(a))
+                    .collect();
+                for w in self.listen_waiters.drain(..) {
+                    let _ = w.send(addrs.clone());
+                }
+            }
+            SwarmEvent::ConnectionEstablished {
+                peer_id,
+                connection_id,
+                ..
+            } => {
+                self.connected.insert(peer_id);
+                if self.bootstrap_dials.remove(&connection_id) {
+                    self.bootstrap_ok += 1;
+                    let _ = self.swarm.behaviour_mut().kad.bootstrap();
+                    self.check_bootstrap_done();
+                }
+            }
+            SwarmEvent::OutgoingConnectionError {
+                connection_id,
+                peer_id,
+                error,
+            } => {
+                if self.bootstrap_dials.remove(&connection_id) {
+                    self.bootstrap_failed.push(error.to_string());
+                    self.check_bootstrap_done();
+                }
+                tracing::debug!(?peer_id, "dial failed: {error}");
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                num_established,
+                ..
+            } => {
+                if num_established == 0 {
+                    self.connected.remove(&peer_id);
+                    let now = Instant::now();
+                    let ids: Vec<ContentId> = self.contents.keys().copied().collect();
+                    for id in ids {
+                        if let Some(Phase::Active(a)) =
+                            self.contents.get_mut(&id).map(|c| &mut c.phase)
+                        {
+                            a.transfer.handle_peer_disconnected(now, peer_id);
+                        }
+                        self.drive(id);
+                    }
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
+                peer_id,
+                info,
+                ..
+            })) => {
+                let speaks_kad = info.protocols.contains(&KAD_PROTOCOL);
+                let addrs: Vec<Multiaddr> = info
+                    .listen_addrs
+                    .into_iter()
+                    .take(MAX_ADDRS_PER_PEER)
+                    .collect();
+                if speaks_kad {
+                    for a in &addrs {
+                        self.swarm
+                            .behaviour_mut()
+                            .kad
+                            .add_address(&peer_id, a.clone());
+                    }
+                }
+                if self.peer_addrs.len() < 10_000 || self.peer_addrs.contains_key(&peer_id) {
+                    self.peer_addrs.insert(peer_id, addrs);
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Kad(ev)) => self.on_kad(ev),
+            SwarmEvent::Behaviour(BehaviourEvent::Chunks(ev)) => self.on_chunks(ev),
+            _ => {}
+        }
+    }
+
+    fn on_kad(&mut self, ev: kad::Event) {
+        let kad::Event::OutboundQueryProgressed {
+            id: qid,
+            result,
+            step,
+            stats,
+        } = ev
+        else {
+            return;
+        };
+        match result {
+            QueryResult::GetProviders(Ok(GetProvidersOk::FoundProviders { providers, .. })) => {
+                let Some(&id) = self.provider_queries.get(&qid) else {
+                    return;
+                };
+                let me = *self.swarm.local_peer_id();
+                let fresh: Vec<PeerId> = providers
+                    .into_iter()
+                    .filter(|p| *p != me && !self.banned.contains(p))
+                    .collect();
+                if let Some(c) = self.contents.get_mut(&id) {
+                    if let Some(ev) = &c.events {
+                        let _ = ev.try_send(GetEvent::ProvidersFound(fresh.len()));
+                    }
+                }
+                // Contact them now, while the query still holds their addresses.
+                for p in fresh {
+                    self.add_swarm_peer(id, p);
+                }
+            }
+            QueryResult::GetProviders(_) => {
+                if step.last {
+                    if let Some(id) = self.provider_queries.remove(&qid) {
+                        if let Some(c) = self.contents.get_mut(&id) {
+                            c.query_running = false;
+                        }
+                    }
+                }
+            }
+            QueryResult::StartProviding(res) => {
+                let Some(id) = self.announce_queries.remove(&qid) else {
+                    return;
+                };
+                let stored = stats.num_successes();
+                match res {
+                    Ok(_) if stored > 0 => {
+                        tracing::info!(%id, peers = stored, "announced as provider");
+                        if let Some(c) = self.contents.get_mut(&id) {
+                            c.next_announce = None;
+                        }
+                    }
+                    _ => {
+                        // No peer stored the record (e.g. empty routing table yet): retry soon.
+                        tracing::debug!(%id, "provider record not stored yet; will retry");
+                        if let Some(c) = self.contents.get_mut(&id) {
+                            c.next_announce = Some(Instant::now() + Duration::from_secs(2));
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// A peer that is (probably) in swarm `id`: get its manifest or start exchanging.
+    fn add_swarm_peer(&mut self, id: ContentId, peer: PeerId) {
+        if peer == *self.swarm.local_peer_id() || self.banned.contains(&peer) {
+            return;
+        }
+        let Some(c) = self.contents.get_mut(&id) else {
+            return;
+        };
+        c.providers.insert(peer);
+        if c.providers.len() > 1000 {
+            c.providers.remove(&peer);
+        }
+        match &mut c.phase {
+            Phase::Searching { asked, .. } => {
+                if asked.len() < 8 && asked.insert(peer) {
+                    let rid = self
+                        .swarm
+                        .behaviour_mut()
+                        .chunks
+                        .send_request(&peer, Request::Manifest { id });
+                    self.pending.insert(rid, Pending::Manifest(id));
+                }
+            }
+            Phase::Opening { .. } => {}
+            Phase::Active(a) => {
+                if a.transfer.peer_count() < self.config.wanted_peers * 2 {
+                    a.transfer.handle_peer_connected(Instant::now(), peer);
+                    self.drive(id);
+                }
+            }
+        }
+    }
+
+    fn on_chunks(&mut self, ev: request_response::Event<Request, Reply>) {
+        match ev {
+            request_response::Event::Message { peer, message, .. } => match message {
+                request_response::Message::Request {
+                    request, channel, ..
+                } => self.on_request(peer, request, channel),
+                request_response::Message::Response {
+                    request_id,
+                    response,
+                } => {
+                    if let Some(p) = self.pending.remove(&request_id) {
+                        self.on_response(peer, p, response);
+                    }
+                }
+            },
+            request_response::Event::OutboundFailure {
+                peer,
+                request_id,
+                error,
+                ..
+            } => {
+                let Some(p) = self.pending.remove(&request_id) else {
+                    return;
+                };
+                tracing::debug!(%peer, "request failed: {error}");
+                let now = Instant::now();
+                match p {
+                    Pending::Chunk(id, index) => {
+                        if let Some(Phase::Active(a)) =
+                            self.contents.get_mut(&id).map(|c| &mut c.phase)
+                        {
+                            a.transfer.handle_request_failed(now, peer, index);
+                        }
+                        self.drive(id);
+                    }
+                    Pending::Manifest(id) => {
+                        if let Some(Phase::Searching { asked, .. }) =
+                            self.contents.get_mut(&id).map(|c| &mut c.phase)
+                        {
+                            asked.remove(&peer);
+                        }
+                    }
+                    Pending::Have(_) | Pending::Peers(_) => {}
+                }
+            }
+            request_response::Event::InboundFailure { peer, error, .. } => {
+                tracing::debug!(%peer, "inbound request failed: {error}");
+            }
+            request_response::Event::ResponseSent { .. } => {}
+        }
+    }
+
+    fn respond(&mut self, channel: ResponseChannel<Reply>, msg: Response) {
+        let _ = self
+            .swarm
+            .behaviour_mut()
+            .chunks
+            .send_response(channel, msg.into());
+    }
+
+    fn on_request(&mut self, peer: PeerId, request: Request, channel: ResponseChannel<Reply>) {
+        let id = *request.content_id();
+        let now = Instant::now();
+        let searching = matches!(
+            self.contents.get(&id).map(|c| &c.phase),
+            Some(Phase::Searching { .. })
+        );
+        if searching {
+            // Whoever talks to us about this content may have its manifest.
+            self.respond(channel, Response::UnknownContent);
+            self.add_swarm_peer(id, peer);
+            return;
+        }
+        let Some(Phase::Active(a)) = self.contents.get_mut(&id).map(|c| &mut c.phase) else {
+            self.respond(channel, Response::UnknownContent);
+            return;
+        };
+        match request {
+            Request::Manifest { .. } => {
+                let bytes = a.manifest_bytes.clone();
+                self.respond(channel, Response::Manifest { bytes });
+            }
+            Request::Have { info, .. } => match a.transfer.handle_have(now, peer, &info) {
+                Ok(()) => {
+                    let info = a.transfer.have_info(&peer);
+                    self.respond(channel, Response::Have(info));
+                }
+                Err(_) => self.respond(channel, Response::UnknownContent),
+            },
+            Request::Chunk { index, .. } => match a.transfer.handle_chunk_request(now, peer, index)
+            {
+                ChunkAnswer::Serve(proof) => {
+                    if self.pending_reads >= self.config.max_pending_reads {
+                        self.respond(channel, Response::Choked);
+                    } else {
+                        self.pending_reads += 1;
+                        let storage = a.storage.clone();
+                        let tx = self.io_tx.clone();
+                        let proof = proof.to_bytes();
+                        tokio::task::spawn_blocking(move || {
+                            let result = match storage.read() {
+                                Ok(s) => s.read_chunk(index),
+                                Err(_) => Err(std::io::Error::other("storage lock poisoned")),
+                            };
+                            let _ = tx.blocking_send(IoDone::Read {
+                                id,
+                                peer,
+                                index,
+                                proof,
+                                channel,
+                                result,
+                            });
+                        });
+                    }
+                }
+                ChunkAnswer::Choked => self.respond(channel, Response::Choked),
+                ChunkAnswer::DontHave => self.respond(channel, Response::DontHave),
+            },
+            Request::Peers { .. } => {
+                let peers: Vec<PeerRecord> = a
+                    .transfer
+                    .peers()
+                    .filter(|p| *p != peer)
+                    .filter_map(|p| {
+                        let addrs = self.peer_addrs.get(&p)?;
+                        Some(PeerRecord {
+                            peer: p.to_bytes(),
+                            addrs: addrs
+                                .iter()
+                                .take(MAX_ADDRS_PER_PEER)
+                                .map(|a| ByteBuf::from(a.to_vec()))
+                                .collect(),
+                        })
+                    })
+                    .take(MAX_PEERS_PER_MESSAGE)
+                    .collect();
+                self.respond(channel, Response::Peers { peers });
+            }
+        }
+        self.drive(id);
+    }
+
+    fn on_response(&mut self, peer: PeerId, pending: Pending, reply: Reply) {
+        let now = Instant::now();
+        match pending {
+            Pending::Manifest(id) => {
+                let Response::Manifest { bytes } = reply.msg else {
+                    return;
+                };
+                let Some(c) = self.contents.get_mut(&id) else {
+                    return;
+                };
+                let Phase::Searching { out_dir, .. } = &c.phase else {
+                    return;
+                };
+                match Manifest::from_bytes_for(&id, &bytes) {
+                    Ok(manifest) => {
+                        if let Some(ev) = &c.events {
+                            let _ = ev.try_send(GetEvent::Manifest(Box::new(manifest.clone())));
+                        }
+                        let out_dir = out_dir.clone();
+                        c.phase = Phase::Opening {
+                            manifest: manifest.clone(),
+                        };
+                        let tx = self.io_tx.clone();
+                        tokio::task::spawn_blocking(move || {
+                            let result = Storage::open_download(&manifest, &id, &out_dir)
+                                .map_err(|e| e.to_string());
+                            let _ = tx.blocking_send(IoDone::Opened { id, result });
+                        });
+                    }
+                    Err(e) => {
+                        tracing::warn!(%peer, "peer sent a bad manifest: {e}");
+                        self.ban(peer);
+                    }
+                }
+            }
+            Pending::Have(id) => {
+                let Some(Phase::Active(a)) = self.contents.get_mut(&id).map(|c| &mut c.phase)
+                else {
+                    return;
+                };
+                match reply.msg {
+                    Response::Have(info) => {
+                        let _ = a.transfer.handle_have(now, peer, &info);
+                    }
+                    _ => a.transfer.handle_peer_disconnected(now, peer),
+                }
+                self.drive(id);
+            }
+            Pending::Chunk(id, index) => {
+                let Some(Phase::Active(a)) = self.contents.get_mut(&id).map(|c| &mut c.phase)
+                else {
+                    return;
+                };
+                match reply.msg {
+                    Response::Chunk { data, proof, .. } => {
+                        let leaf = reply
+                            .leaf
+                            .unwrap_or_else(|| protocol::merkle::hash_leaf(&data));
+                        // Verified against the index we asked for, whatever the answer claims.
+                        match a.transfer.handle_chunk_hashed(
+                            now,
+                            peer,
+                            index,
+                            data.len(),
+                            leaf,
+                            &proof,
+                        ) {
+                            Ok(ChunkVerdict::Store) => {
+                                let storage = a.storage.clone();
+                                let tx = self.io_tx.clone();
+                                tokio::task::spawn_blocking(move || {
+                                    let result = match storage.read() {
+                                        Ok(s) => s.write_chunk(index, &data),
+                                        Err(_) => {
+                                            Err(std::io::Error::other("storage lock poisoned"))
+                                        }
+                                    };
+                                    let _ = tx.blocking_send(IoDone::Written { id, index, result });
+                                });
+                            }
+                            Ok(ChunkVerdict::Duplicate) => {}
+                            Err(e) => tracing::warn!(%peer, index, "rejected chunk: {e}"),
+                        }
+                    }
+                    Response::Choked => a.transfer.handle_choked(now, peer, index),
+                    Response::DontHave => a.transfer.handle_dont_have(now, peer, index),
+                    _ => a.transfer.handle_request_failed(now, peer, index),
+                }
+                self.drive(id);
+            }
+            Pending::Peers(id) => {
+                let Response::Peers { peers } = reply.msg else {
+                    return;
+                };
+                for rec in peers {
+                    let Ok(p) = PeerId::from_bytes(&rec.peer) else {
+                        continue;
+                    };
+                    for a in rec.addrs.iter().take(MAX_ADDRS_PER_PEER) {
+                        if let Ok(addr) = Multiaddr::try_from(a.to_vec()) {
+                            self.swarm.add_peer_address(p, addr);
+                        }
+                    }
+                    self.add_swarm_peer(id, p);
+                }
+            }
+        }
+    }
+
+    // ---- disk completions ----
+
+    fn on_io(&mut self, done: IoDone) {
+        let now = Instant::now();
+        match done {
+            IoDone::Read {
+                id,
+                peer,
+                index,
+                proof,
+                channel,
+                result,
+            } => {
+                self.pending_reads = self.pending_reads.saturating_sub(1);
+                match result {
+                    Ok(data) => {
+                        let len = data.len() as u64;
+                        self.respond(channel, Response::Chunk { index, data, proof });
+                        if let Some(Phase::Active(a)) =
+                            self.contents.get_mut(&id).map(|c| &mut c.phase)
+                        {
+                            a.transfer.handle_uploaded(now, peer, len);
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!(%id, index, "cannot read chunk to upload: {e}");
+                        self.respond(channel, Response::DontHave);
+                    }
+                }
+            }
+            IoDone::Written { id, index, result } => {
+                let Some(Phase::Active(a)) = self.contents.get_mut(&id).map(|c| &mut c.phase)
+                else {
+                    return;
+                };
+                match result {
+                    Ok(()) => {
+                        a.transfer.handle_chunk_stored(now, index);
+                        a.dirty = true;
+                    }
+                    Err(e) => {
+                        tracing::error!(%id, index, "cannot write chunk: {e}");
+                        a.transfer.handle_chunk_store_failed(now, index);
+                        if let Some(ev) = self.contents.get(&id).and_then(|c| c.events.as_ref()) {
+                            let _ =
+                                ev.try_send(GetEvent::Failed(format!("cannot write to disk: {e}")));
+                        }
+                    }
+                }
+                self.drive(id);
+            }
+            IoDone::Opened { id, result } => {
+                let Some(c) = self.contents.get_mut(&id) else {
+                    return;
+                };
+                let Phase::Opening { manifest } = &c.phase else {
+                    return;
+                };
+                let manifest = manifest.clone();
+                match result {
+                    Ok(opened) => {
+                        tracing::info!(%id, have = opened.have.count_ones(), total = manifest.chunk_count(), "storage ready");
+                        self.activate(id, manifest, opened.tree, opened.have, opened.storage, None);
+                    }
+                    Err(e) => {
+                        if let Some(ev) = c.events.take() {
+                            let _ = ev.try_send(GetEvent::Failed(e));
+                        }
+                        self.contents.remove(&id);
+                    }
+                }
+            }
+            IoDone::Finished { id, result } => {
+                let Some(c) = self.contents.get_mut(&id) else {
+                    return;
+                };
+                match result {
+                    Ok(path) => {
+                        tracing::info!(%id, "complete: {}", path.display());
+                        if let Some(ev) = &c.events {
+                            let _ = ev.try_send(GetEvent::Completed(path));
+                        }
+                    }
+                    Err(e) => {
+                        if let Some(ev) = &c.events {
+                            let _ = ev.try_send(GetEvent::Failed(e));
+                        }
+                    }
+                }
+            }
+            IoDone::Saved { id } => {
+                if let Some(Phase::Active(a)) = self.contents.get_mut(&id).map(|c| &mut c.phase) {
+                    a.saving = false;
+                }
+            }
+        }
+    }
+
+    // ---- timers ----
+
+    fn on_timers(&mut self) {
+        let now = Instant::now();
+        let ids: Vec<ContentId> = self.contents.keys().copied().collect();
+        for id in ids {
+            if let Some(Phase::Active(a)) = self.contents.get_mut(&id).map(|c| &mut c.phase) {
+                if a.transfer.poll_timeout().is_some_and(|t| t <= now) {
+                    a.transfer.handle_timeout(now);
+                }
+            }
+            self.drive(id);
+        }
+    }
+
+    fn on_tick(&mut self) {
+        let now = Instant::now();
+        let ids: Vec<ContentId> = self.contents.keys().copied().collect();
+        for id in ids {
+            let Some(c) = self.contents.get_mut(&id) else {
+                continue;
+            };
+            // Retry announcing until some peer stores our record.
+            if c.next_announce.is_some_and(|t| t <= now) {
+                self.announce(id);
+                continue;
+            }
+            let Some(c) = self.contents.get_mut(&id) else {
+                continue;
+            };
+            match &mut c.phase {
+                Phase::Searching { .. } => {
+                    if c.search_deadline.is_some_and(|d| d <= now) && c.providers.is_empty() {
+                        if let Some(ev) = c.events.take() {
+                            let _ = ev.try_send(GetEvent::Failed(format!(
+                                "no providers found for {id} within {:?}; check the ID and that a seeder is running and bootstrapped",
+                                self.config.find_timeout
+                            )));
+                        }
+                        self.contents.remove(&id);
+                        continue;
+                    }
+                    if c.next_search <= now {
+                        self.search(id);
+                    }
+                }
+                Phase::Opening { .. } => {}
+                Phase::Active(a) => {
+                    if let Some(ev) = &c.events {
+                        let _ = ev.try_send(GetEvent::Progress {
+                            have: a.transfer.have().count_ones(),
+                            total: a.transfer.have().len(),
+                            peers: a.transfer.peer_count(),
+                            downloaded: 0,
+                        });
+                    }
+                    let need_peers = a.transfer.peer_count() < self.config.wanted_peers;
+                    let search_due = c.next_search <= now;
+                    let save_due =
+                        now.saturating_duration_since(a.last_save) >= self.config.save_interval;
+                    if a.dirty && !a.saving && !a.finished && save_due {
+                        a.dirty = false;
+                        a.last_save = now;
+                        a.saving = true;
+                        let storage = a.storage.clone();
+                        let have = a.transfer.have().clone();
+                        let tree = a.transfer.tree().clone();
+                        let tx = self.io_tx.clone();
+                        tokio::task::spawn_blocking(move || {
+                            if let Ok(s) = storage.read() {
+                                if let Err(e) = s.save_resume(&have, &tree) {
+                                    tracing::warn!(%id, "cannot save resume state: {e}");
+                                }
+                            }
+                            let _ = tx.blocking_send(IoDone::Saved { id });
+                        });
+                    }
+                    if need_peers && search_due {
+                        c.next_search = now + Duration::from_secs(10);
+                        let peers: Vec<PeerId> = a.transfer.peers().collect();
+                        // Peer exchange with one random neighbour, plus a fresh DHT lookup.
+                        if !peers.is_empty() {
+                            let k = rand::random_range(0..peers.len());
+                            let rid = self
+                                .swarm
+                                .behaviour_mut()
+                                .chunks
+                                .send_request(&peers[k], Request::Peers { id });
+                            self.pending.insert(rid, Pending::Peers(id));
+                        }
+                        self.search(id);
+                    }
+                }
+            }
+        }
+    }
+
+    async fn save_all_now(&mut self) {
+        let mut jobs = Vec::new();
+        for (id, c) in &self.contents {
+            if let Phase::Active(a) = &c.phase {
+                if a.finished {
+                    continue;
+                }
+                let storage = a.storage.clone();
+                let have = a.transfer.have().clone();
+                let tree = a.transfer.tree().clone();
+                let id = *id;
+                jobs.push(tokio::task::spawn_blocking(move || {
+                    if let Ok(s) = storage.read() {
+                        if let Err(e) = s.save_resume(&have, &tree) {
+                            tracing::warn!(%id, "cannot save resume state: {e}");
+                        }
+                    }
+                }));
+            }
+        }
+        for j in jobs {
+            let _ = j.await;
+        }
+    }
+}

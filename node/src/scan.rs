@@ -1,0 +1,637 @@
+//! Turns a user's file or directory into a manifest and its full Merkle tree.
+//!
+//! Directories are walked in byte-wise name order so the same tree always
+//! gives the same content ID. Symlinks and special files are skipped, never
+//! followed, so a share cannot reach outside the tree it names. Every file is
+//! streamed through a 1 MiB buffer; nothing is held whole in memory.
+
+use std::fs::{self, File, Metadata};
+use std::io::{self, Read};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use protocol::manifest::{
+    BuildError, Entry, EntryKind, Layout, ManifestBuilder, ManifestError, MAX_ENTRIES,
+    MAX_PATH_DEPTH,
+};
+use protocol::merkle::MerkleTree;
+use protocol::Manifest;
+use thiserror::Error;
+
+/// Read buffer size while hashing.
+const READ_BUF: usize = 1 << 20;
+/// How often `progress` is called, in bytes.
+const PROGRESS_EVERY: u64 = 4 << 20;
+
+/// Why a path could not be scanned.
+#[derive(Debug, Error)]
+pub enum ScanError {
+    /// The path does not exist.
+    #[error("{path}: not found; check the path and try again")]
+    NotFound { path: PathBuf },
+    /// The OS refused access.
+    #[error("{path}: permission denied; make it readable or share something else")]
+    PermissionDenied { path: PathBuf },
+    /// Neither a regular file nor a directory (device, socket, fifo...).
+    #[error("{path}: not a regular file or directory; only files and directories can be shared")]
+    NotFileOrDirectory { path: PathBuf },
+    /// A name that is not UTF-8 cannot go into a manifest.
+    #[error("{path}: name is not valid UTF-8; rename it to share it")]
+    NonUtf8Name { path: PathBuf },
+    /// A name the manifest rules reject (could be unsafe on another system).
+    #[error("{path}: name {name:?} is not allowed in a share (empty, '.', '..', too long, or contains '/', '\\\\', control characters); rename it")]
+    UnsafeName { path: PathBuf, name: String },
+    /// The file changed (length, identity or modification time) while it was read.
+    #[error("{path}: changed during the scan ({detail}); wait until it is no longer being written and share it again")]
+    Changed { path: PathBuf, detail: String },
+    /// The tree breaks a manifest limit (too many entries, too deep, too large, bad chunk size).
+    #[error("{path}: cannot be shared: {reason}")]
+    Limits { path: PathBuf, reason: String },
+    /// Any other IO failure.
+    #[error("{path}: could not {action}: {source}")]
+    Io {
+        path: PathBuf,
+        action: &'static str,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// Scans and hashes `path` into a manifest plus its full Merkle tree. `progress(done_bytes, total_bytes)` is called every few MiB.
+pub fn scan_path(
+    path: &Path,
+    chunk_size: u32,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<(Manifest, MerkleTree), ScanError> {
+    // The top path itself is followed if it is a symlink: the user named it.
+    let meta = fs::metadata(path).map_err(|e| io_error(path, "read metadata of", e))?;
+    let name = share_name(path)?;
+    let mut sources = Vec::new();
+    let layout = if meta.is_file() {
+        sources.push(Source::new(path.to_path_buf(), &meta));
+        Layout::File { length: meta.len() }
+    } else if meta.is_dir() {
+        let mut entries = Vec::new();
+        let mut rel = Vec::new();
+        walk(path, &mut rel, &mut entries, &mut sources)?;
+        Layout::Directory { entries }
+    } else {
+        return Err(ScanError::NotFileOrDirectory {
+            path: path.to_path_buf(),
+        });
+    };
+
+    let mut builder = ManifestBuilder::new(name, chunk_size, layout.clone())
+        .map_err(|e| manifest_error(path, &layout, e))?;
+    let total = sources.iter().fold(0u64, |a, s| a.saturating_add(s.len));
+    let mut meter = Meter {
+        done: 0,
+        last: 0,
+        total,
+        progress,
+    };
+    (meter.progress)(0, total);
+    let mut buf = vec![0u8; READ_BUF];
+    for source in &sources {
+        hash_file(source, &mut builder, &mut buf, &mut meter)?;
+    }
+    let out = builder.finish().map_err(|e| match e {
+        BuildError::LengthMismatch { expected, fed } => ScanError::Changed {
+            path: path.to_path_buf(),
+            detail: format!("listed {expected} bytes in total, read {fed}"),
+        },
+    })?;
+    (meter.progress)(total, total);
+    Ok(out)
+}
+
+/// Where each file of `manifest` lives under a shared `path` (same order as `Manifest::files()`).
+pub fn file_paths(manifest: &Manifest, base: &Path) -> Vec<PathBuf> {
+    match &manifest.layout {
+        Layout::File { .. } => vec![base.to_path_buf()],
+        Layout::Directory { .. } => manifest
+            .files()
+            .map(|(components, _)| {
+                let mut p = base.to_path_buf();
+                p.extend(components);
+                p
+            })
+            .collect(),
+    }
+}
+
+/// One file to hash, as listed during the walk.
+struct Source {
+    path: PathBuf,
+    len: u64,
+    dev: u64,
+    ino: u64,
+}
+
+impl Source {
+    fn new(path: PathBuf, meta: &Metadata) -> Self {
+        Self {
+            path,
+            len: meta.len(),
+            dev: meta.dev(),
+            ino: meta.ino(),
+        }
+    }
+}
+
+/// Progress bookkeeping: calls back only every `PROGRESS_EVERY` bytes.
+struct Meter<'a> {
+    done: u64,
+    last: u64,
+    total: u64,
+    progress: &'a mut dyn FnMut(u64, u64),
+}
+
+impl Meter<'_> {
+    fn advance(&mut self, n: u64) {
+        self.done = self.done.saturating_add(n);
+        if self.done - self.last >= PROGRESS_EVERY {
+            self.last = self.done;
+            (self.progress)(self.done.min(self.total), self.total);
+        }
+    }
+}
+
+/// The share's name: the final component of `path` (resolved for `.` and the like).
+fn share_name(path: &Path) -> Result<String, ScanError> {
+    let resolved;
+    let last = match path.file_name() {
+        Some(n) => n,
+        None => {
+            resolved = fs::canonicalize(path).map_err(|e| io_error(path, "resolve", e))?;
+            resolved.file_name().ok_or_else(|| ScanError::UnsafeName {
+                path: path.to_path_buf(),
+                name: String::new(),
+            })?
+        }
+    };
+    last.to_str()
+        .map(str::to_owned)
+        .ok_or_else(|| ScanError::NonUtf8Name {
+            path: path.to_path_buf(),
+        })
+}
+
+/// Lists `dir` (at relative path `rel`) depth-first in byte-wise name order.
+fn walk(
+    dir: &Path,
+    rel: &mut Vec<String>,
+    entries: &mut Vec<Entry>,
+    sources: &mut Vec<Source>,
+) -> Result<(), ScanError> {
+    if rel.len() >= MAX_PATH_DEPTH {
+        return Err(ScanError::Limits {
+            path: dir.to_path_buf(),
+            reason: format!("nested more than {MAX_PATH_DEPTH} levels deep"),
+        });
+    }
+    let mut children = Vec::new();
+    for item in fs::read_dir(dir).map_err(|e| io_error(dir, "list directory", e))? {
+        let item = item.map_err(|e| io_error(dir, "list directory", e))?;
+        children.push(item);
+        if entries.len() + children.len() > MAX_ENTRIES {
+            return Err(too_many(dir));
+        }
+    }
+    children.sort_by(|a, b| a.file_name().as_bytes().cmp(b.file_name().as_bytes()));
+
+    for child in children {
+        let path = child.path();
+        // DirEntry::file_type does not follow symlinks.
+        let ft = child
+            .file_type()
+            .map_err(|e| io_error(&path, "read type of", e))?;
+        if ft.is_symlink() {
+            tracing::warn!(path = %path.display(), "skipping symlink (links are never followed)");
+            continue;
+        }
+        if !ft.is_file() && !ft.is_dir() {
+            tracing::warn!(path = %path.display(), "skipping special file");
+            continue;
+        }
+        let name = child
+            .file_name()
+            .to_str()
+            .map(str::to_owned)
+            .ok_or_else(|| ScanError::NonUtf8Name { path: path.clone() })?;
+        rel.push(name);
+        if ft.is_dir() {
+            let before = entries.len();
+            walk(&path, rel, entries, sources)?;
+            if entries.len() == before {
+                // Nothing listable inside: record the directory itself so it survives.
+                entries.push(Entry {
+                    path: rel.clone(),
+                    kind: EntryKind::Dir,
+                });
+            }
+        } else {
+            let meta =
+                fs::symlink_metadata(&path).map_err(|e| io_error(&path, "read metadata of", e))?;
+            entries.push(Entry {
+                path: rel.clone(),
+                kind: EntryKind::File { length: meta.len() },
+            });
+            sources.push(Source::new(path, &meta));
+        }
+        rel.pop();
+        if entries.len() > MAX_ENTRIES {
+            return Err(too_many(dir));
+        }
+    }
+    Ok(())
+}
+
+fn too_many(dir: &Path) -> ScanError {
+    ScanError::Limits {
+        path: dir.to_path_buf(),
+        reason: format!("more than {MAX_ENTRIES} files and directories"),
+    }
+}
+
+/// Streams one file into the builder, checking it did not change meanwhile.
+fn hash_file(
+    source: &Source,
+    builder: &mut ManifestBuilder,
+    buf: &mut [u8],
+    meter: &mut Meter<'_>,
+) -> Result<(), ScanError> {
+    let path = &source.path;
+    let changed = |detail: String| ScanError::Changed {
+        path: path.clone(),
+        detail,
+    };
+    let file = File::open(path).map_err(|e| io_error(path, "open", e))?;
+    let before = file
+        .metadata()
+        .map_err(|e| io_error(path, "read metadata of", e))?;
+    // Catches a file swapped for another (or for a symlink) since the walk.
+    if !before.is_file() || before.dev() != source.dev || before.ino() != source.ino {
+        return Err(changed("it was replaced".into()));
+    }
+    if before.len() != source.len {
+        return Err(changed(format!(
+            "{} bytes when listed, {} when opened",
+            source.len,
+            before.len()
+        )));
+    }
+    // Read one byte past the listed length at most, so a growing file cannot keep us reading.
+    let mut reader = (&file).take(source.len.saturating_add(1));
+    let mut read = 0u64;
+    loop {
+        let n = match reader.read(buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(io_error(path, "read", e)),
+        };
+        read += n as u64;
+        if read > source.len {
+            return Err(changed(format!("grew past {} bytes", source.len)));
+        }
+        builder.update(&buf[..n]);
+        meter.advance(n as u64);
+    }
+    if read != source.len {
+        return Err(changed(format!(
+            "listed {} bytes, read only {read}",
+            source.len
+        )));
+    }
+    let after = file
+        .metadata()
+        .map_err(|e| io_error(path, "read metadata of", e))?;
+    if after.len() != source.len || after.modified().ok() != before.modified().ok() {
+        return Err(changed("modified while it was read".into()));
+    }
+    Ok(())
+}
+
+/// Names the failing path, with the common cases given their own variant.
+fn io_error(path: &Path, action: &'static str, e: io::Error) -> ScanError {
+    let path = path.to_path_buf();
+    match e.kind() {
+        io::ErrorKind::NotFound => ScanError::NotFound { path },
+        io::ErrorKind::PermissionDenied => ScanError::PermissionDenied { path },
+        _ => ScanError::Io {
+            path,
+            action,
+            source: e,
+        },
+    }
+}
+
+/// Maps a manifest validation failure back to the file that caused it.
+fn manifest_error(root: &Path, layout: &Layout, e: ManifestError) -> ScanError {
+    match e {
+        ManifestError::UnsafePath(name) => {
+            let mut path = root.to_path_buf();
+            if let Layout::Directory { entries } = layout {
+                if let Some(entry) = entries.iter().find(|en| en.path.contains(&name)) {
+                    for c in &entry.path {
+                        path.push(c);
+                        if c == &name {
+                            break;
+                        }
+                    }
+                }
+            }
+            ScanError::UnsafeName { path, name }
+        }
+        other => ScanError::Limits {
+            path: root.to_path_buf(),
+            reason: other.to_string(),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use protocol::manifest::MIN_CHUNK_SIZE;
+    use protocol::merkle::verify_chunk;
+    use std::ffi::OsStr;
+
+    fn content(len: usize, seed: u8) -> Vec<u8> {
+        (0..len)
+            .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+            .collect()
+    }
+
+    fn no_progress() -> impl FnMut(u64, u64) {
+        |_, _| {}
+    }
+
+    /// tmp/share/{b/c.bin, b/empty.txt, a.txt, d/ (empty), e/f/ (empty)}
+    fn nested(tmp: &Path) -> PathBuf {
+        let root = tmp.join("share");
+        fs::create_dir_all(root.join("b")).unwrap();
+        fs::create_dir_all(root.join("d")).unwrap();
+        fs::create_dir_all(root.join("e/f")).unwrap();
+        fs::write(root.join("b/c.bin"), content(40_000, 1)).unwrap();
+        fs::write(root.join("b/empty.txt"), b"").unwrap();
+        fs::write(root.join("a.txt"), content(10_000, 2)).unwrap();
+        root
+    }
+
+    fn strs(p: &[&str]) -> Vec<String> {
+        p.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn nested_directory_lists_files_empty_file_and_empty_dirs() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = nested(tmp.path());
+        let (m, tree) = scan_path(&root, MIN_CHUNK_SIZE, &mut no_progress()).unwrap();
+        assert_eq!(m.name, "share");
+        let Layout::Directory { entries } = &m.layout else {
+            panic!("expected a directory layout, got {:?}", m.layout);
+        };
+        let expected = vec![
+            Entry {
+                path: strs(&["a.txt"]),
+                kind: EntryKind::File { length: 10_000 },
+            },
+            Entry {
+                path: strs(&["b", "c.bin"]),
+                kind: EntryKind::File { length: 40_000 },
+            },
+            Entry {
+                path: strs(&["b", "empty.txt"]),
+                kind: EntryKind::File { length: 0 },
+            },
+            Entry {
+                path: strs(&["d"]),
+                kind: EntryKind::Dir,
+            },
+            Entry {
+                path: strs(&["e", "f"]),
+                kind: EntryKind::Dir,
+            },
+        ];
+        assert_eq!(entries, &expected);
+        assert_eq!(m.total_length(), 50_000);
+        assert_eq!(m.chunk_count(), 4);
+        // Every chunk of the concatenation verifies against the root.
+        let mut all = content(10_000, 2);
+        all.extend(content(40_000, 1));
+        for i in 0..m.chunk_count() {
+            let r = m.chunk_range(i);
+            let data = &all[r.start as usize..r.end as usize];
+            verify_chunk(&m.root, m.chunk_count(), i, data, &tree.proof(i).unwrap()).unwrap();
+        }
+        assert_eq!(
+            file_paths(&m, &root),
+            vec![
+                root.join("a.txt"),
+                root.join("b/c.bin"),
+                root.join("b/empty.txt")
+            ]
+        );
+    }
+
+    #[test]
+    fn same_tree_gives_same_id_and_order_is_bytewise() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("s");
+        fs::create_dir(&root).unwrap();
+        for n in ["b", "B", "a", "_", "a.b", "10", "9"] {
+            fs::write(root.join(n), n).unwrap();
+        }
+        let (m1, _) = scan_path(&root, MIN_CHUNK_SIZE, &mut no_progress()).unwrap();
+        let (m2, _) = scan_path(&root, MIN_CHUNK_SIZE, &mut no_progress()).unwrap();
+        assert_eq!(m1.id(), m2.id());
+        let names: Vec<&str> = m1.files().map(|(p, _)| p[0].as_str()).collect();
+        assert_eq!(names, ["10", "9", "B", "_", "a", "a.b", "b"]);
+    }
+
+    #[test]
+    fn single_file() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("movie.bin");
+        let data = content(3 * MIN_CHUNK_SIZE as usize + 5, 9);
+        fs::write(&path, &data).unwrap();
+        let mut calls = Vec::new();
+        let (m, tree) = scan_path(&path, MIN_CHUNK_SIZE, &mut |d, t| calls.push((d, t))).unwrap();
+        assert_eq!(m.name, "movie.bin");
+        assert_eq!(
+            m.layout,
+            Layout::File {
+                length: data.len() as u64
+            }
+        );
+        assert_eq!(m.chunk_count(), 4);
+        assert_eq!(tree.root(), m.root);
+        assert_eq!(file_paths(&m, &path), vec![path.clone()]);
+        let total = data.len() as u64;
+        assert_eq!(calls.first(), Some(&(0, total)));
+        assert_eq!(calls.last(), Some(&(total, total)));
+    }
+
+    #[test]
+    fn progress_is_reported_every_few_mib() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("big");
+        fs::write(&path, vec![7u8; 10 << 20]).unwrap();
+        let mut calls = Vec::new();
+        scan_path(&path, MIN_CHUNK_SIZE, &mut |d, t| calls.push((d, t))).unwrap();
+        // Start, at 4 and 8 MiB, end.
+        assert_eq!(calls.len(), 4, "{calls:?}");
+        assert!(calls.windows(2).all(|w| w[0].0 <= w[1].0));
+    }
+
+    #[test]
+    fn empty_directory_share() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("nothing");
+        fs::create_dir(&root).unwrap();
+        let (m, _) = scan_path(&root, MIN_CHUNK_SIZE, &mut no_progress()).unwrap();
+        assert_eq!(m.layout, Layout::Directory { entries: vec![] });
+        assert_eq!(m.chunk_count(), 0);
+    }
+
+    #[test]
+    fn missing_path_errors_clearly() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("no-such-thing");
+        let err = scan_path(&path, MIN_CHUNK_SIZE, &mut no_progress()).unwrap_err();
+        assert!(matches!(&err, ScanError::NotFound { path: p } if p == &path));
+        let msg = err.to_string();
+        assert!(
+            msg.contains("no-such-thing") && msg.contains("not found"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn symlinks_and_special_files_are_skipped_never_followed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let outside = tmp.path().join("secret");
+        fs::write(&outside, b"do not share").unwrap();
+        let root = tmp.path().join("share");
+        fs::create_dir_all(root.join("links")).unwrap();
+        fs::write(root.join("real"), b"ok").unwrap();
+        std::os::unix::fs::symlink(&outside, root.join("links/to-file")).unwrap();
+        std::os::unix::fs::symlink(tmp.path(), root.join("to-dir")).unwrap();
+        let _sock = std::os::unix::net::UnixListener::bind(root.join("sock")).unwrap();
+        let (m, _) = scan_path(&root, MIN_CHUNK_SIZE, &mut no_progress()).unwrap();
+        let Layout::Directory { entries } = &m.layout else {
+            panic!("not a directory");
+        };
+        assert_eq!(
+            entries,
+            &vec![
+                Entry {
+                    path: strs(&["links"]),
+                    kind: EntryKind::Dir
+                },
+                Entry {
+                    path: strs(&["real"]),
+                    kind: EntryKind::File { length: 2 }
+                },
+            ]
+        );
+        assert_eq!(m.total_length(), 2);
+    }
+
+    #[test]
+    fn special_file_as_the_share_is_rejected() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("sock");
+        let _sock = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        let err = scan_path(&path, MIN_CHUNK_SIZE, &mut no_progress()).unwrap_err();
+        assert!(matches!(err, ScanError::NotFileOrDirectory { .. }), "{err}");
+    }
+
+    #[test]
+    fn non_utf8_name_is_a_clear_error() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("share");
+        fs::create_dir(&root).unwrap();
+        let bad = root.join(OsStr::from_bytes(b"caf\xe9"));
+        fs::write(&bad, b"x").unwrap();
+        let err = scan_path(&root, MIN_CHUNK_SIZE, &mut no_progress()).unwrap_err();
+        assert!(
+            matches!(&err, ScanError::NonUtf8Name { path } if path == &bad),
+            "{err}"
+        );
+        assert!(err.to_string().contains("UTF-8"));
+    }
+
+    #[test]
+    fn unsafe_name_names_the_path() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("share");
+        fs::create_dir_all(root.join("sub")).unwrap();
+        fs::write(root.join("sub/back\\slash"), b"x").unwrap();
+        let err = scan_path(&root, MIN_CHUNK_SIZE, &mut no_progress()).unwrap_err();
+        match &err {
+            ScanError::UnsafeName { path, name } => {
+                assert_eq!(path, &root.join("sub/back\\slash"));
+                assert_eq!(name, "back\\slash");
+            }
+            other => panic!("expected UnsafeName, got {other}"),
+        }
+    }
+
+    #[test]
+    fn bad_chunk_size_is_rejected() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("f");
+        fs::write(&path, b"x").unwrap();
+        let err = scan_path(&path, 1000, &mut no_progress()).unwrap_err();
+        assert!(matches!(err, ScanError::Limits { .. }), "{err}");
+    }
+
+    #[test]
+    fn length_change_during_scan_is_caught() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("f");
+        fs::write(&path, content(5000, 3)).unwrap();
+        let meta = fs::metadata(&path).unwrap();
+        let mut builder =
+            ManifestBuilder::new("f".into(), MIN_CHUNK_SIZE, Layout::File { length: 5000 })
+                .unwrap();
+        let mut buf = vec![0u8; READ_BUF];
+        let mut progress = no_progress();
+        let mut meter = Meter {
+            done: 0,
+            last: 0,
+            total: 5000,
+            progress: &mut progress,
+        };
+        // Listed with 5000 bytes; it has 4000 when hashed.
+        let source = Source::new(path.clone(), &meta);
+        fs::write(&path, content(4000, 3)).unwrap();
+        let err = hash_file(&source, &mut builder, &mut buf, &mut meter).unwrap_err();
+        assert!(
+            matches!(&err, ScanError::Changed { path: p, .. } if p == &path),
+            "{err}"
+        );
+        // A file swapped for another one is caught too.
+        let other = tmp.path().join("g");
+        fs::write(&other, content(5000, 3)).unwrap();
+        fs::rename(&other, &path).unwrap();
+        let source = Source::new(path.clone(), &meta);
+        let err = hash_file(&source, &mut builder, &mut buf, &mut meter).unwrap_err();
+        assert!(matches!(err, ScanError::Changed { .. }), "{err}");
+    }
+
+    #[test]
+    fn dot_path_takes_the_directory_name() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = nested(tmp.path());
+        // "b/.." has no file name: it is resolved to "share".
+        let (m, _) = scan_path(&root.join("b/.."), MIN_CHUNK_SIZE, &mut no_progress()).unwrap();
+        assert_eq!(m.name, "share");
+        let (m, _) = scan_path(&root.join("."), MIN_CHUNK_SIZE, &mut no_progress()).unwrap();
+        assert_eq!(m.name, "share");
+    }
+}

@@ -1,0 +1,104 @@
+//! Finding the kadswarm `node` binary — by path, never through `PATH`,
+//! where `node` is usually Node.js — and building it when it is missing.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+
+/// Resolves the `node` binary to an absolute path.
+///
+/// 1. `explicit` (`--node-bin`), which must be an existing file.
+/// 2. `node` next to the testnet executable (both live in `target/<profile>/`).
+///    When testnet runs under `cargo run` the node sources may have changed
+///    since that binary was built, so `cargo build --release -p node` runs first
+///    (a no-op when it is fresh).
+/// 3. Missing: `cargo build --release -p node` into testnet's target dir.
+pub async fn resolve(explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
+    if let Some(path) = explicit {
+        if !path.is_file() {
+            bail!(
+                "--node-bin {}: no such file (give the path of the kadswarm node binary, e.g. target/release/node)",
+                path.display()
+            );
+        }
+        // Absolute, so Command never looks it up on PATH.
+        return path
+            .canonicalize()
+            .with_context(|| format!("cannot resolve --node-bin {}", path.display()));
+    }
+    let exe = std::env::current_exe().context("cannot locate the testnet executable")?;
+    let exe_dir = exe
+        .parent()
+        .context("the testnet executable has no parent directory")?;
+    let beside = exe_dir.join("node");
+    let under_cargo = std::env::var_os("CARGO").is_some();
+    if beside.is_file() && !under_cargo {
+        return Ok(beside);
+    }
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(|p| p.join("Cargo.toml"))
+        .filter(|p| p.is_file());
+    let Some(manifest) = workspace else {
+        if beside.is_file() {
+            return Ok(beside);
+        }
+        bail!(
+            "the kadswarm node binary is not at {} and the kadswarm sources are not here to build it; \
+             pass --node-bin PATH",
+            beside.display()
+        );
+    };
+    let target_dir = target_dir_of(exe_dir);
+    build(&manifest, &target_dir).await?;
+    let built = target_dir.join("release").join("node");
+    if !built.is_file() {
+        bail!("cargo build succeeded but {} is missing", built.display());
+    }
+    Ok(built)
+}
+
+/// `target/release` → `target`; test binaries live one level deeper in `deps/`.
+fn target_dir_of(exe_dir: &Path) -> PathBuf {
+    let profile_dir = if exe_dir.ends_with("deps") {
+        exe_dir.parent().unwrap_or(exe_dir)
+    } else {
+        exe_dir
+    };
+    profile_dir.parent().unwrap_or(profile_dir).to_path_buf()
+}
+
+async fn build(manifest: &Path, target_dir: &Path) -> anyhow::Result<()> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    eprintln!("testnet: building the node binary (cargo build --release -p node)");
+    let status = tokio::process::Command::new(&cargo)
+        .args(["build", "--release", "-p", "node", "--manifest-path"])
+        .arg(manifest)
+        .arg("--target-dir")
+        .arg(target_dir)
+        .kill_on_drop(true)
+        .status()
+        .await
+        .with_context(|| format!("cannot run {}", Path::new(&cargo).display()))?;
+    if !status.success() {
+        bail!("building the node binary failed ({status}); fix the build or pass --node-bin PATH");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn target_dir_from_exe_dir() {
+        assert_eq!(
+            target_dir_of(Path::new("/w/target/release")),
+            Path::new("/w/target")
+        );
+        assert_eq!(
+            target_dir_of(Path::new("/w/target/debug/deps")),
+            Path::new("/w/target")
+        );
+    }
+}
