@@ -67,11 +67,11 @@ struct NetArgs {
     #[arg(long)]
     data_dir: Option<PathBuf>,
     /// Upload cap, e.g. 8mbit or 2MiB (per second).
-    #[arg(long, value_parser = parse_rate)]
-    max_upload: Option<Option<u64>>,
+    #[arg(long)]
+    max_upload: Option<String>,
     /// Download cap, e.g. 8mbit or 2MiB (per second).
-    #[arg(long, value_parser = parse_rate)]
-    max_download: Option<Option<u64>>,
+    #[arg(long)]
+    max_download: Option<String>,
     /// Never upload chunks to anyone (client-server experiments).
     #[arg(long)]
     no_upload: bool,
@@ -170,10 +170,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let mut progress = (0u32, 0u32);
             let mut last_print = Instant::now();
             let started = Instant::now();
+            // One signal future for the whole loop, so a signal arriving mid-event is not lost.
+            let signal = shutdown_signal();
+            tokio::pin!(signal);
             loop {
                 let ev = tokio::select! {
                     ev = events.recv() => ev,
-                    _ = shutdown_signal() => {
+                    _ = &mut signal => {
                         eprintln!("interrupted: saving progress");
                         client.shutdown().await?;
                         return Ok(());
@@ -262,8 +265,14 @@ async fn start(net: &NetArgs, find_timeout: Option<Duration>) -> anyhow::Result<
     } else {
         net.listen.clone()
     };
-    config.net.max_upload = net.max_upload.flatten();
-    config.net.max_download = net.max_download.flatten();
+    let rate = |flag: &str, v: &Option<String>| -> anyhow::Result<Option<u64>> {
+        match v {
+            Some(v) => parse_rate(v).map_err(|e| anyhow::anyhow!("invalid {flag}: {e}")),
+            None => Ok(None),
+        }
+    };
+    config.net.max_upload = rate("--max-upload", &net.max_upload)?;
+    config.net.max_download = rate("--max-download", &net.max_download)?;
     config.engine.bootstrap = net.bootstrap.clone();
     config.engine.transfer.upload_enabled = !net.no_upload;
     if let Some(t) = find_timeout {

@@ -113,7 +113,7 @@ pub fn parse_rate(s: &str) -> Result<Option<u64>, String> {
         }
     };
     let bytes = value * scale / if bits { 8.0 } else { 1.0 };
-    if !bytes.is_finite() || bytes < 0.0 || bytes > 1e15 {
+    if !bytes.is_finite() || !(0.0..=1e15).contains(&bytes) {
         return Err(format!("{s:?}: rate out of range"));
     }
     if bytes == 0.0 {
