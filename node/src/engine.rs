@@ -478,21 +478,13 @@ impl Engine {
             };
             match action {
                 Action::SendHave { peer, info } => {
-                    let rid = self
-                        .swarm
-                        .behaviour_mut()
-                        .chunks
-                        .send_request(&peer, Request::Have { id, info });
-                    self.pending.insert(rid, Pending::Have(id));
+                    self.send(peer, Request::Have { id, info }, Pending::Have(id))
                 }
-                Action::RequestChunk { peer, index } => {
-                    let rid = self
-                        .swarm
-                        .behaviour_mut()
-                        .chunks
-                        .send_request(&peer, Request::Chunk { id, index });
-                    self.pending.insert(rid, Pending::Chunk(id, index));
-                }
+                Action::RequestChunk { peer, index } => self.send(
+                    peer,
+                    Request::Chunk { id, index },
+                    Pending::Chunk(id, index),
+                ),
                 Action::Ban { peer, reason } => {
                     tracing::warn!(%peer, ?reason, "banning peer");
                     self.ban(peer);
@@ -506,6 +498,16 @@ impl Engine {
                 Action::Completed => self.on_completed(id),
             }
         }
+    }
+
+    /// Sends a request and remembers what its answer will be for.
+    fn send(&mut self, peer: PeerId, request: Request, pending: Pending) {
+        let rid = self
+            .swarm
+            .behaviour_mut()
+            .chunks
+            .send_request(&peer, request);
+        self.pending.insert(rid, pending);
     }
 
     fn ban(&mut self, peer: PeerId) {
