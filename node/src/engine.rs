@@ -43,6 +43,10 @@ pub struct EngineConfig {
     pub save_interval: Duration,
     /// Most chunk reads for uploads in flight at once.
     pub max_pending_reads: usize,
+    /// Fault injection for tests: flip a bit in every chunk we upload, so
+    /// peers' verification and banning can be exercised. Never set it otherwise.
+    #[doc(hidden)]
+    pub corrupt_uploads: bool,
 }
 
 impl Default for EngineConfig {
@@ -55,6 +59,7 @@ impl Default for EngineConfig {
             wanted_peers: 40,
             save_interval: Duration::from_secs(1),
             max_pending_reads: 256,
+            corrupt_uploads: false,
         }
     }
 }
@@ -999,7 +1004,12 @@ impl Engine {
             } => {
                 self.pending_reads = self.pending_reads.saturating_sub(1);
                 match result {
-                    Ok(data) => {
+                    Ok(mut data) => {
+                        if self.config.corrupt_uploads {
+                            if let Some(b) = data.first_mut() {
+                                *b ^= 1;
+                            }
+                        }
                         let len = data.len() as u64;
                         self.respond(channel, Response::Chunk { index, data, proof });
                         if let Some(Phase::Active(a)) =

@@ -158,6 +158,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             find_timeout,
             net,
         } => {
+            let launched = Instant::now();
             let id: ContentId = id
                 .parse()
                 .with_context(|| format!("invalid content ID {id:?}"))?;
@@ -170,6 +171,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let mut progress = (0u32, 0u32);
             let mut last_print = Instant::now();
             let started = Instant::now();
+            let mut found_providers = false;
             // One signal future for the whole loop, so a signal arriving mid-event is not lost.
             let signal = shutdown_signal();
             tokio::pin!(signal);
@@ -183,7 +185,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     }
                 };
                 match ev {
-                    Some(GetEvent::ProvidersFound(n)) => tracing::info!("found {n} providers"),
+                    Some(GetEvent::ProvidersFound(n)) => {
+                        if !found_providers && n > 0 {
+                            found_providers = true;
+                            eprintln!(
+                                "found {n} provider(s) {:.0} ms after start",
+                                launched.elapsed().as_secs_f64() * 1000.0
+                            );
+                        }
+                    }
                     Some(GetEvent::Manifest(m)) => eprintln!(
                         "fetching {} ({} in {} chunks)",
                         m.name,
@@ -352,12 +362,15 @@ async fn write_stats(client: &Client, net: &NetArgs, progress: Option<(u32, u32)
         return;
     };
     let (have, total) = progress.unwrap_or((0, 0));
+    // Peer IDs are base58: safe inside JSON strings as they are.
+    let banned: Vec<String> = s.banned.iter().map(|p| format!("\"{p}\"")).collect();
     let json = format!(
-        "{{\"peer_id\":\"{}\",\"uploaded\":{},\"downloaded\":{},\"have\":{have},\"total\":{total},\"peers\":{}}}\n",
+        "{{\"peer_id\":\"{}\",\"uploaded\":{},\"downloaded\":{},\"have\":{have},\"total\":{total},\"peers\":{},\"banned\":[{}]}}\n",
         client.peer_id(),
         s.uploaded,
         s.downloaded,
-        s.connected_peers
+        s.connected_peers,
+        banned.join(",")
     );
     let tmp = path.with_extension("tmp");
     if std::fs::write(&tmp, json).is_ok() {
