@@ -54,6 +54,7 @@ pub struct ChildId(usize);
 pub struct Supervisor {
     bin: PathBuf,
     children: Vec<Managed>,
+    started: Vec<u32>,
 }
 
 struct Managed {
@@ -69,15 +70,64 @@ impl Supervisor {
         Self {
             bin,
             children: Vec::new(),
+            started: Vec::new(),
         }
     }
 
     /// Starts `bin args…` as `name`, stderr appended to `log`, stdout read line by line.
     pub fn spawn(&mut self, name: &str, args: &[OsString], log: &Path) -> anyhow::Result<ChildId> {
+        let bin = self.bin.clone();
+        self.spawn_program(name, &bin, &[], args, log)
+    }
+
+    /// Like [`Supervisor::spawn`], inside network namespace `netns` (root
+    /// only). `ip netns exec` execs the node in place, so the PID we hold,
+    /// signal and reap is the node's own.
+    pub fn spawn_in_netns(
+        &mut self,
+        name: &str,
+        netns: &str,
+        args: &[OsString],
+        log: &Path,
+    ) -> anyhow::Result<ChildId> {
+        let ip = crate::ipcmd::tool("ip")?;
+        let prefix = [
+            OsString::from("netns"),
+            OsString::from("exec"),
+            OsString::from(netns),
+            self.bin.clone().into_os_string(),
+        ];
+        self.spawn_program(name, &ip, &prefix, args, log)
+    }
+
+    /// The `node` binary this supervisor starts.
+    pub fn bin(&self) -> &Path {
+        &self.bin
+    }
+
+    /// PIDs of every child ever started, reaped or not (for leftover checks).
+    pub fn started_pids(&self) -> &[u32] {
+        &self.started
+    }
+
+    /// PIDs of the children not yet reaped.
+    pub fn pids(&self) -> Vec<u32> {
+        self.children.iter().filter_map(|m| m.child.id()).collect()
+    }
+
+    fn spawn_program(
+        &mut self,
+        name: &str,
+        program: &Path,
+        prefix: &[OsString],
+        args: &[OsString],
+        log: &Path,
+    ) -> anyhow::Result<ChildId> {
         let log_file = std::fs::File::create(log)
             .with_context(|| format!("cannot create log file {}", log.display()))?;
-        let mut cmd = Command::new(&self.bin);
-        cmd.args(args)
+        let mut cmd = Command::new(program);
+        cmd.args(prefix)
+            .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(log_file)
@@ -101,11 +151,12 @@ impl Supervisor {
         }
         let mut child = cmd
             .spawn()
-            .with_context(|| format!("cannot start {name} from {}", self.bin.display()))?;
+            .with_context(|| format!("cannot start {name} from {}", program.display()))?;
         let stdout = child
             .stdout
             .take()
             .ok_or_else(|| anyhow!("{name}: stdout was not captured"))?;
+        self.started.extend(child.id());
         let (tx, rx) = mpsc::channel(LINE_QUEUE);
         tokio::spawn(read_lines(stdout, tx));
         self.children.push(Managed {

@@ -1,5 +1,6 @@
-//! Byte sizes given on the command line (`64MiB`, `16M`) and human-readable
-//! formatting of sizes, rates and durations for the progress and reports.
+//! Byte sizes and bit rates given on the command line (`64MiB`, `8mbit`) and
+//! human-readable formatting of sizes, rates and durations for the progress
+//! and reports.
 
 use std::fmt;
 use std::str::FromStr;
@@ -73,6 +74,65 @@ fn trim_float(v: f64) -> String {
     s.trim_end_matches('0').trim_end_matches('.').to_string()
 }
 
+/// A link rate in bits per second, parsed from `8mbit`, `500kbit`, `1gbit`,
+/// `100000bit` (decimal bits, as `tc` reads them) or from bytes per second:
+/// `2MiB`, `1MB`, `4096` (the node's rate syntax). A trailing `/s` is optional.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Rate(pub u64);
+
+impl Rate {
+    /// Bits per second as a float, for the bound formulas.
+    pub fn bits_per_sec(self) -> f64 {
+        self.0 as f64
+    }
+
+    /// `tc`'s spelling of this rate: exact, in bits per second.
+    pub fn tc(self) -> String {
+        format!("{}bit", self.0)
+    }
+}
+
+impl FromStr for Rate {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let t = s.trim().to_ascii_lowercase();
+        let t = t.strip_suffix("/s").unwrap_or(&t).trim();
+        let bit_units = [("gbit", 1e9), ("mbit", 1e6), ("kbit", 1e3), ("bit", 1.0)];
+        let bits = match bit_units.iter().find(|(u, _)| t.ends_with(u)) {
+            Some((unit, scale)) => {
+                let num = t[..t.len() - unit.len()].trim();
+                let v: f64 = num.parse().map_err(|_| {
+                    format!("{s:?}: {num:?} is not a number (e.g. 8mbit, 500kbit, 2MiB)")
+                })?;
+                v * scale
+            }
+            None => t.parse::<ByteSize>()?.0 as f64 * 8.0,
+        };
+        if !bits.is_finite() || !(1.0..=1e12).contains(&bits) {
+            return Err(format!("{s:?}: rate out of range (1 bit/s to 1 Tbit/s)"));
+        }
+        Ok(Self(bits.round() as u64))
+    }
+}
+
+impl fmt::Display for Rate {
+    /// `8 Mbit/s`, `1.5 Gbit/s`, `800 kbit/s`: decimal, as link rates are quoted.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const UNITS: [(u64, &str); 3] = [
+            (1_000_000_000, "Gbit/s"),
+            (1_000_000, "Mbit/s"),
+            (1_000, "kbit/s"),
+        ];
+        for (size, name) in UNITS {
+            if self.0 >= size {
+                return write!(f, "{} {name}", trim_float(self.0 as f64 / size as f64));
+            }
+        }
+        write!(f, "{} bit/s", self.0)
+    }
+}
+
 /// Formats a byte count for humans: `0 B`, `812 B`, `12.3 KiB`, `64.0 MiB`.
 pub fn bytes(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
@@ -125,6 +185,23 @@ mod tests {
         assert_eq!(ByteSize(3 << 29).to_string(), "1.5GiB");
         assert_eq!(ByteSize(1000).to_string(), "1000B");
         assert_eq!(ByteSize(2048).to_string(), "2KiB");
+    }
+
+    #[test]
+    fn parses_rates_in_bits_and_bytes() {
+        assert_eq!("8mbit".parse(), Ok(Rate(8_000_000)));
+        assert_eq!("8Mbit/s".parse(), Ok(Rate(8_000_000)));
+        assert_eq!("500kbit".parse(), Ok(Rate(500_000)));
+        assert_eq!("1.5gbit".parse(), Ok(Rate(1_500_000_000)));
+        assert_eq!("2MiB".parse(), Ok(Rate(16 * 1024 * 1024)));
+        assert_eq!("1MB/s".parse(), Ok(Rate(8_000_000)));
+        assert_eq!("1000".parse(), Ok(Rate(8000)));
+        assert!("0mbit".parse::<Rate>().is_err());
+        assert!("fast".parse::<Rate>().is_err());
+        assert!("mbit".parse::<Rate>().is_err());
+        assert_eq!(Rate(8_000_000).tc(), "8000000bit");
+        assert_eq!(Rate(32_000_000).to_string(), "32 Mbit/s");
+        assert_eq!(Rate(1_500_000).to_string(), "1.5 Mbit/s");
     }
 
     #[test]

@@ -1,0 +1,297 @@
+//! `testnet distribution`: the experiment. For each N, one namespace run in
+//! P2P mode and one in client-server mode; each measured time is set against
+//! its bound, rows go to `distribution.csv`, the chart to
+//! `distribution.svg` and `.png` (both rewritten after every run, so an
+//! interrupted experiment keeps what it measured).
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+
+use crate::bound::Params;
+use crate::chart::{self, Point};
+use crate::datagen;
+use crate::netns::Shaping;
+use crate::nsrun::{self, Mode, NsRunConfig};
+use crate::report::Report;
+use crate::units::{ByteSize, Rate};
+
+/// Parameters of the experiment.
+#[derive(Clone, Debug)]
+pub struct DistributionConfig {
+    /// The swarm sizes N, in order.
+    pub peers: Vec<usize>,
+    /// The modes to run for each N, in order.
+    pub modes: Vec<Mode>,
+    /// File size F.
+    pub size: ByteSize,
+    /// Each peer's upload u.
+    pub upload: Rate,
+    /// The seeder's upload u_s.
+    pub server_upload: Rate,
+    /// Each peer's download cap d_min (`None`: uncapped).
+    pub download: Option<Rate>,
+    /// tbf burst and latency.
+    pub shaping: Shaping,
+    /// Seed of the file's contents.
+    pub seed: u64,
+    /// Per-run time limit; `None`: 4 × the bound + 60 s.
+    pub timeout: Option<Duration>,
+}
+
+/// One run's result: a CSV row.
+#[derive(Clone, Debug)]
+pub struct Row {
+    /// N.
+    pub n: usize,
+    /// P2P or client-server.
+    pub mode: Mode,
+    /// Measured distribution time in seconds.
+    pub measured: f64,
+    /// The mode's bound in seconds.
+    pub bound: f64,
+    /// Chunk bytes the seeder uploaded.
+    pub seeder_uploaded: u64,
+    /// Chunk bytes the leechers uploaded (to each other).
+    pub leechers_uploaded: u64,
+    /// Chunk bytes the leechers downloaded, all together.
+    pub downloaded: u64,
+    /// The earliest leecher's finish time in seconds.
+    pub first_done: f64,
+}
+
+impl Row {
+    /// Measured over bound.
+    pub fn ratio(&self) -> f64 {
+        self.measured / self.bound
+    }
+}
+
+/// Runs the experiment with the `node` binary `bin`, writing into `run`;
+/// returns the rows. Stops at the first failed run (its nodes' logs stay).
+pub async fn run(bin: &Path, run: &Path, cfg: &DistributionConfig) -> anyhow::Result<Vec<Row>> {
+    if cfg.peers.is_empty() || cfg.peers.contains(&0) {
+        bail!("--n needs one or more swarm sizes of at least 1");
+    }
+    if cfg.size.0 == 0 {
+        bail!("--size must be at least 1 byte");
+    }
+    let source_dir = run.join("source");
+    std::fs::create_dir_all(&source_dir)
+        .with_context(|| format!("cannot create {}", source_dir.display()))?;
+    let source = source_dir.join(format!("kadswarm-{}.bin", cfg.size));
+    eprintln!(
+        "testnet: generating {} test file (seed {})",
+        cfg.size, cfg.seed
+    );
+    let source_sha256 = {
+        let (path, size, seed) = (source.clone(), cfg.size.0, cfg.seed);
+        tokio::task::spawn_blocking(move || datagen::generate(&path, size, seed)).await??
+    };
+
+    let csv = run.join("distribution.csv");
+    let chart_base = run.join("distribution");
+    let max_n = cfg.peers.iter().copied().max().unwrap_or(1);
+    let mut rows = Vec::new();
+    for &n in &cfg.peers {
+        for &mode in &cfg.modes {
+            let params = params(cfg, n);
+            let bound = match mode {
+                Mode::P2p => params.p2p(),
+                Mode::ClientServer => params.client_server(),
+            };
+            let dir = run.join(format!("n{n}-{mode}"));
+            std::fs::create_dir_all(&dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+            let run_cfg = NsRunConfig {
+                leechers: n,
+                mode,
+                source: source.clone(),
+                size: cfg.size,
+                server_upload: cfg.server_upload,
+                upload: cfg.upload,
+                download: cfg.download,
+                shaping: cfg.shaping,
+                timeout: cfg
+                    .timeout
+                    .unwrap_or_else(|| Duration::from_secs_f64(4.0 * bound + 60.0)),
+            };
+            let outcome = nsrun::run(bin, &dir, &run_cfg, &source_sha256)
+                .await
+                .with_context(|| format!("N={n} {mode} run failed (logs in {})", dir.display()))?;
+            let report = &outcome.report;
+            if report.mismatches() > 0 {
+                bail!(
+                    "N={n} {mode}: {} copies differ from the source (kept in {})",
+                    report.mismatches(),
+                    dir.display()
+                );
+            }
+            let row = row_of(n, mode, bound, report);
+            println!(
+                "N={n:<3} {:<3} measured {:>7.2} s  bound {:>7.2} s  ratio {:.2}  (seeder sent {:.1} MiB, peers {:.1} MiB, {:.1}% downloaded beyond N·F)",
+                mode.as_str(),
+                row.measured,
+                row.bound,
+                row.ratio(),
+                row.seeder_uploaded as f64 / 1048576.0,
+                row.leechers_uploaded as f64 / 1048576.0,
+                excess_pct(&row, cfg.size),
+            );
+            rows.push(row);
+            write_csv(&csv, cfg, &rows)?;
+            let points: Vec<Point> = rows
+                .iter()
+                .map(|r| Point {
+                    n: r.n,
+                    mode: r.mode,
+                    seconds: r.measured,
+                })
+                .collect();
+            chart::write(&chart_base, params, max_n, &points)?;
+        }
+    }
+    if let Err(e) = std::fs::remove_dir_all(&source_dir) {
+        eprintln!(
+            "testnet: warning: cannot remove {}: {e}",
+            source_dir.display()
+        );
+    }
+    eprintln!(
+        "testnet: wrote {}, {} and {}",
+        csv.display(),
+        chart_base.with_extension("svg").display(),
+        chart_base.with_extension("png").display()
+    );
+    Ok(rows)
+}
+
+/// The bound inputs for N peers.
+pub fn params(cfg: &DistributionConfig, n: usize) -> Params {
+    Params {
+        n,
+        size: cfg.size,
+        server_upload: cfg.server_upload,
+        upload: cfg.upload,
+        download: cfg.download,
+    }
+}
+
+fn row_of(n: usize, mode: Mode, bound: f64, report: &Report) -> Row {
+    let leechers = report.nodes.iter().filter(|r| r.is_leecher());
+    let seeder_uploaded = report
+        .nodes
+        .iter()
+        .filter(|r| !r.is_leecher())
+        .filter_map(|r| r.stats.as_ref())
+        .map(|s| s.uploaded)
+        .sum();
+    let (mut up, mut down) = (0, 0);
+    let mut first = f64::INFINITY;
+    for l in leechers {
+        if let Some(s) = &l.stats {
+            up += s.uploaded;
+            down += s.downloaded;
+        }
+        if let Some(d) = l.done {
+            first = first.min(d.as_secs_f64());
+        }
+    }
+    Row {
+        n,
+        mode,
+        measured: report.distribution.as_secs_f64(),
+        bound,
+        seeder_uploaded,
+        leechers_uploaded: up,
+        downloaded: down,
+        first_done: if first.is_finite() { first } else { 0.0 },
+    }
+}
+
+/// How much more the leechers downloaded than N copies (duplicates, endgame).
+fn excess_pct(row: &Row, size: ByteSize) -> f64 {
+    let need = row.n as f64 * size.0 as f64;
+    100.0 * (row.downloaded as f64 - need) / need
+}
+
+/// The CSV: one row per run, with every parameter so a file stands alone.
+pub fn csv_text(cfg: &DistributionConfig, rows: &[Row]) -> String {
+    let mut out = String::from(
+        "n,mode,measured_s,bound_s,ratio,size_bytes,upload_bps,server_upload_bps,download_bps,\
+         tbf_burst_bytes,tbf_latency_ms,first_done_s,seeder_uploaded_bytes,peers_uploaded_bytes,\
+         downloaded_bytes,excess_download_pct\n",
+    );
+    for r in rows {
+        let download = cfg.download.map(|d| d.0.to_string()).unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "{},{},{:.3},{:.3},{:.3},{},{},{},{download},{},{},{:.3},{},{},{},{:.2}",
+            r.n,
+            r.mode,
+            r.measured,
+            r.bound,
+            r.ratio(),
+            cfg.size.0,
+            cfg.upload.0,
+            cfg.server_upload.0,
+            cfg.shaping.burst.0,
+            cfg.shaping.latency.as_millis(),
+            r.first_done,
+            r.seeder_uploaded,
+            r.leechers_uploaded,
+            r.downloaded,
+            excess_pct(r, cfg.size),
+        );
+    }
+    out
+}
+
+fn write_csv(path: &PathBuf, cfg: &DistributionConfig, rows: &[Row]) -> anyhow::Result<()> {
+    std::fs::write(path, csv_text(cfg, rows))
+        .with_context(|| format!("cannot write {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_has_one_line_per_row_with_the_ratio() {
+        let cfg = DistributionConfig {
+            peers: vec![5],
+            modes: vec![Mode::P2p],
+            size: ByteSize(16 << 20),
+            upload: Rate(8_000_000),
+            server_upload: Rate(32_000_000),
+            download: None,
+            shaping: Shaping::default(),
+            seed: 1,
+            timeout: None,
+        };
+        let bound = params(&cfg, 5).p2p();
+        let row = Row {
+            n: 5,
+            mode: Mode::P2p,
+            measured: bound * 1.1,
+            bound,
+            seeder_uploaded: 20 << 20,
+            leechers_uploaded: 60 << 20,
+            downloaded: 80 << 20,
+            first_done: 7.5,
+        };
+        let text = csv_text(&cfg, &[row]);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2);
+        assert!(lines[0].starts_with("n,mode,measured_s,bound_s,ratio,"));
+        assert!(
+            lines[1]
+                .starts_with("5,p2p,10.253,9.321,1.100,16777216,8000000,32000000,,32768,50,7.500,"),
+            "{}",
+            lines[1]
+        );
+        assert!(lines[1].ends_with(",0.00"), "{}", lines[1]);
+    }
+}

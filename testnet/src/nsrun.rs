@@ -1,0 +1,247 @@
+//! One distribution in a namespace testbed (root only): a bootstrap node, a
+//! seeder capped at u_s and N leechers capped at u (and d_min), each in its
+//! own network namespace; the clock runs from starting the leechers' `get`
+//! until the last one has printed the path of its verified copy. Everything
+//! the run created is removed before it returns, whatever happens.
+
+use std::ffi::OsString;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::{bail, Context};
+use protocol::ContentId;
+
+use crate::loopback::{Args, NodeFiles, STARTUP_TIMEOUT};
+use crate::netns::{Caps, Shaping, Slot, Testbed};
+use crate::procs::{self, Supervisor};
+use crate::report::Report;
+use crate::stats::StatsFile;
+use crate::swarm::{self, Leecher};
+use crate::units::{self, ByteSize, Rate};
+
+/// Who serves the leechers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Every leecher uploads to the others too.
+    P2p,
+    /// Only the seeder serves (leechers run with `--no-upload`).
+    ClientServer,
+}
+
+impl Mode {
+    /// `p2p` or `cs`, as in the CSV and on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::P2p => "p2p",
+            Mode::ClientServer => "cs",
+        }
+    }
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Mode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "p2p" => Ok(Mode::P2p),
+            "cs" | "client-server" => Ok(Mode::ClientServer),
+            other => Err(format!("unknown mode {other:?} (use p2p or cs)")),
+        }
+    }
+}
+
+/// Parameters of one run.
+#[derive(Clone, Debug)]
+pub struct NsRunConfig {
+    /// Number of leechers N.
+    pub leechers: usize,
+    /// P2P or client-server.
+    pub mode: Mode,
+    /// The file the seeder shares.
+    pub source: PathBuf,
+    /// Its size F.
+    pub size: ByteSize,
+    /// Seeder upload cap u_s.
+    pub server_upload: Rate,
+    /// Each leecher's upload cap u.
+    pub upload: Rate,
+    /// Each leecher's download cap d_min (`None`: uncapped).
+    pub download: Option<Rate>,
+    /// tbf burst and latency.
+    pub shaping: Shaping,
+    /// Give up when the leechers are not all done after this long.
+    pub timeout: Duration,
+}
+
+/// What a run measured and what it had created (for leftover checks).
+#[derive(Debug)]
+pub struct NsRunOutcome {
+    /// Time, byte counts, SHA-256 of every copy (not yet compared: the caller knows the source's).
+    pub report: Report,
+    /// The testbed's namespace prefix; nothing by that prefix exists any more.
+    pub prefix: String,
+    /// Every node process started; all have been stopped and reaped.
+    pub pids: Vec<u32>,
+}
+
+/// Runs one distribution in `run` (a folder for node dirs and logs) with the
+/// `node` binary `bin`; `source_sha256` is the source file's hash. Node logs
+/// follow testnet's own `RUST_LOG`, which the nodes inherit.
+pub async fn run(
+    bin: &Path,
+    run: &Path,
+    cfg: &NsRunConfig,
+    source_sha256: &str,
+) -> anyhow::Result<NsRunOutcome> {
+    if cfg.leechers == 0 {
+        bail!("at least one leecher is needed");
+    }
+    // Declared before the supervisor so it is dropped after it: nodes stop
+    // first, then their namespaces go.
+    let mut bed = Testbed::create(cfg.shaping)?;
+    let prefix = bed.prefix().to_string();
+    let mut sup = Supervisor::new(bin.to_path_buf());
+    let result = distribute(&mut bed, &mut sup, run, cfg, source_sha256).await;
+    if sup.running() > 0 {
+        sup.shutdown(procs::GRACE, std::future::pending()).await;
+    }
+    let pids = sup.started_pids().to_vec();
+    drop(sup);
+    let teardown = bed.teardown();
+    let report = result?;
+    teardown?;
+    Ok(NsRunOutcome {
+        report,
+        prefix,
+        pids,
+    })
+}
+
+async fn distribute(
+    bed: &mut Testbed,
+    sup: &mut Supervisor,
+    run: &Path,
+    cfg: &NsRunConfig,
+    source_sha256: &str,
+) -> anyhow::Result<Report> {
+    // Bootstrap: uncapped, it only answers DHT queries.
+    let slot = bed.add_node("bootstrap", Caps::default())?;
+    let files = NodeFiles::create(run, "bootstrap")?;
+    let args = Args::new(["join"])
+        .opt("--listen", slot.listen_addr())
+        .opt("--data-dir", &files.data);
+    let boot_id = spawn(sup, &slot, &args, &files)?;
+    let deadline = tokio::time::Instant::now() + STARTUP_TIMEOUT;
+    let line = sup
+        .next_line(boot_id, deadline, "its listen address")
+        .await?;
+    let boot = slot.check_addr(&line.text)?;
+
+    // Seeder, capped at u_s.
+    let slot = bed.add_node(
+        "seeder",
+        Caps {
+            upload: Some(cfg.server_upload),
+            download: None,
+        },
+    )?;
+    let files = NodeFiles::create(run, "seeder")?;
+    let args = Args::new([OsString::from("share"), cfg.source.clone().into()])
+        .opt("--listen", slot.listen_addr())
+        .opt("--data-dir", &files.data)
+        .opt("--bootstrap", &boot)
+        .opt("--stats-file", &files.stats);
+    let seeder = spawn(sup, &slot, &args, &files)?;
+    let hashing = Duration::from_secs_f64(cfg.size.0 as f64 / 10e6);
+    let deadline = tokio::time::Instant::now() + STARTUP_TIMEOUT + hashing;
+    let line = sup.next_line(seeder, deadline, "the content ID").await?;
+    let content_id: ContentId = line
+        .text
+        .parse()
+        .with_context(|| format!("the seeder printed {:?} instead of a content ID", line.text))?;
+    let mut seeder_stats = StatsFile::new(files.stats.clone());
+    swarm::wait_connected(sup, &mut seeder_stats).await?;
+
+    // Every leecher's namespace first, so wiring is not timed.
+    let caps = Caps {
+        upload: Some(cfg.upload),
+        download: cfg.download,
+    };
+    let mut slots = Vec::with_capacity(cfg.leechers);
+    for k in 1..=cfg.leechers {
+        slots.push(bed.add_node(&format!("leecher-{k}"), caps)?);
+    }
+    eprintln!(
+        "testnet: {} mode, {} leechers, {} at {} each (seeder {}, downloads {})",
+        cfg.mode,
+        cfg.leechers,
+        cfg.size,
+        cfg.upload,
+        cfg.server_upload,
+        cfg.download
+            .map_or("uncapped".to_string(), |d| d.to_string())
+    );
+    let mut leechers = Vec::with_capacity(cfg.leechers);
+    let started = Instant::now();
+    for slot in &slots {
+        let files = NodeFiles::create(run, &slot.name)?;
+        let out = files.dir.join("out");
+        std::fs::create_dir_all(&out)
+            .with_context(|| format!("cannot create {}", out.display()))?;
+        let mut args = Args::new(["get".to_string(), content_id.to_string()])
+            .opt("--out", &out)
+            .opt("--listen", slot.listen_addr())
+            .opt("--data-dir", &files.data)
+            .opt("--bootstrap", &boot)
+            .opt("--stats-file", &files.stats);
+        if cfg.mode == Mode::ClientServer {
+            args = args.flag("--no-upload");
+        }
+        let id = spawn(sup, slot, &args, &files)?;
+        leechers.push(Leecher::new(slot.name.clone(), id, files.stats, out));
+    }
+
+    let distribution =
+        swarm::watch(sup, &mut seeder_stats, &mut leechers, started, cfg.timeout).await?;
+    let finished_at = SystemTime::now();
+    eprintln!(
+        "testnet: all {} leechers done in {}",
+        cfg.leechers,
+        units::secs(distribution)
+    );
+    swarm::settle_stats(&mut seeder_stats, &mut leechers, finished_at).await;
+    sup.shutdown(procs::GRACE, std::future::pending()).await;
+    let nodes = swarm::collect(&seeder_stats, &leechers).await?;
+    let report = Report {
+        size: cfg.size,
+        distribution,
+        nodes,
+        source_sha256: source_sha256.to_string(),
+    };
+    // Copies are bulky (N·F); keep them only when one is wrong.
+    if report.mismatches() == 0 {
+        for l in &leechers {
+            if let Err(e) = std::fs::remove_dir_all(&l.out) {
+                eprintln!("testnet: warning: cannot remove {}: {e}", l.out.display());
+            }
+        }
+    }
+    Ok(report)
+}
+
+fn spawn(
+    sup: &mut Supervisor,
+    slot: &Slot,
+    args: &Args,
+    files: &NodeFiles,
+) -> anyhow::Result<procs::ChildId> {
+    sup.spawn_in_netns(&slot.name, &slot.netns, args.as_slice(), &files.log)
+}
