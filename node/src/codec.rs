@@ -1,4 +1,4 @@
-//! The `/kadswarm/chunks/1` codec: length-capped CBOR frames, rate limits, and
+//! The `/kadswarm/chunks/1` codec: length-prefixed, capped CBOR frames, rate limits, and
 //! chunk hashing on the connection's own task.
 
 use std::io;
@@ -63,16 +63,31 @@ impl ChunkCodec {
     }
 }
 
-async fn read_capped<T: AsyncRead + Unpin + Send>(io: &mut T, max: usize) -> io::Result<Vec<u8>> {
-    let mut buf = Vec::new();
-    io.take(max as u64 + 1).read_to_end(&mut buf).await?;
-    if buf.len() > max {
+/// Reads one frame: a 4-byte big-endian length, then that many bytes.
+///
+/// The length is checked against `max` before anything is allocated, and the
+/// buffer is allocated once at its final size (no growth, no re-copying).
+async fn read_frame<T: AsyncRead + Unpin + Send>(io: &mut T, max: usize) -> io::Result<Vec<u8>> {
+    let mut len = [0u8; 4];
+    io.read_exact(&mut len).await?;
+    let len = u32::from_be_bytes(len) as usize;
+    if len > max {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
-            format!("message exceeds {max} bytes"),
+            format!("message of {len} bytes exceeds {max}"),
         ));
     }
+    let mut buf = vec![0u8; len];
+    io.read_exact(&mut buf).await?;
     Ok(buf)
+}
+
+/// Writes one frame (see [`read_frame`]) and closes our side of the stream.
+async fn write_frame<T: AsyncWrite + Unpin + Send>(io: &mut T, body: &[u8]) -> io::Result<()> {
+    let len = u32::try_from(body.len()).map_err(invalid)?;
+    io.write_all(&len.to_be_bytes()).await?;
+    io.write_all(body).await?;
+    io.close().await
 }
 
 fn invalid(e: impl std::fmt::Display) -> io::Error {
@@ -88,7 +103,7 @@ impl request_response::Codec for ChunkCodec {
     where
         T: AsyncRead + Unpin + Send,
     {
-        let buf = read_capped(io, MAX_REQUEST_BYTES).await?;
+        let buf = read_frame(io, MAX_REQUEST_BYTES).await?;
         Request::decode(&buf).map_err(invalid)
     }
 
@@ -96,7 +111,7 @@ impl request_response::Codec for ChunkCodec {
     where
         T: AsyncRead + Unpin + Send,
     {
-        let buf = read_capped(io, MAX_RESPONSE_BYTES).await?;
+        let buf = read_frame(io, MAX_RESPONSE_BYTES).await?;
         let msg = Response::decode(&buf).map_err(invalid)?;
         let leaf = match &msg {
             Response::Chunk { data, .. } => {
@@ -121,8 +136,7 @@ impl request_response::Codec for ChunkCodec {
     where
         T: AsyncWrite + Unpin + Send,
     {
-        io.write_all(&req.encode()).await?;
-        io.close().await
+        write_frame(io, &req.encode()).await
     }
 
     async fn write_response<T>(
@@ -140,7 +154,6 @@ impl request_response::Codec for ChunkCodec {
                 .uploaded
                 .fetch_add(data.len() as u64, Ordering::Relaxed);
         }
-        io.write_all(&res.msg.encode()).await?;
-        io.close().await
+        write_frame(io, &res.msg.encode()).await
     }
 }

@@ -1,5 +1,8 @@
 //! Messages of the `/kadswarm/chunks/1` request-response protocol, in CBOR.
 //!
+//! On a stream each message is one frame: a 4-byte big-endian length, then
+//! the CBOR bytes; a request and its response each use one stream.
+//!
 //! Every byte payload is a CBOR byte string (`serde_bytes`), every message has
 //! a size cap checked before decoding, and decoded values are checked against
 //! per-kind limits, so a peer cannot make us allocate what it merely claims.
