@@ -9,7 +9,6 @@ use clap::{Args, Parser, Subcommand};
 use libp2p::Multiaddr;
 use node::ratelimit::parse_rate;
 use node::{Client, GetEvent, NodeConfig};
-use protocol::manifest::DEFAULT_CHUNK_SIZE;
 use protocol::ContentId;
 
 /// kadswarm: trackerless BitTorrent-style file distribution over a Kademlia DHT.
@@ -31,8 +30,10 @@ enum Cmd {
     Share {
         /// File or directory to share.
         path: PathBuf,
-        /// Chunk size (a power of two from 16KiB to 4MiB).
-        #[arg(long, default_value = "256KiB")]
+        /// Chunk size: a power of two from 16KiB to 4MiB, or `auto` (about
+        /// 1024 chunks, 16KiB to 1MiB). The same content with another chunk
+        /// size has another ID.
+        #[arg(long, default_value = "auto")]
         chunk_size: String,
         #[command(flatten)]
         net: NetArgs,
@@ -125,7 +126,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let scan_path = path.clone();
             let (manifest, tree) = tokio::task::spawn_blocking(move || {
                 let mut last = Instant::now();
-                node::scan::scan_path(&scan_path, chunk_size, &mut |done, total| {
+                node::scan::scan_path_with(&scan_path, chunk_size, &mut |done, total| {
                     if last.elapsed() > Duration::from_millis(500) {
                         last = Instant::now();
                         eprintln!("hashing: {} / {}", human(done), human(total));
@@ -245,11 +246,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-fn parse_chunk_size(s: &str) -> anyhow::Result<u32> {
+/// `auto` → None (chosen from the content's size), else the size in bytes.
+fn parse_chunk_size(s: &str) -> anyhow::Result<Option<u32>> {
+    if s.eq_ignore_ascii_case("auto") {
+        return Ok(None);
+    }
     let bytes = parse_rate(s)
         .map_err(|e| anyhow::anyhow!("invalid chunk size: {e}"))?
-        .unwrap_or(u64::from(DEFAULT_CHUNK_SIZE));
-    u32::try_from(bytes).context("chunk size too large")
+        .context("invalid chunk size: give a size such as 256KiB, or auto")?;
+    u32::try_from(bytes)
+        .map(Some)
+        .context("chunk size too large")
 }
 
 fn data_dir(net: &NetArgs) -> PathBuf {

@@ -12,8 +12,8 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use protocol::manifest::{
-    BuildError, Entry, EntryKind, Layout, ManifestBuilder, ManifestError, MAX_ENTRIES,
-    MAX_PATH_DEPTH,
+    auto_chunk_size, BuildError, Entry, EntryKind, Layout, ManifestBuilder, ManifestError,
+    MAX_ENTRIES, MAX_PATH_DEPTH,
 };
 use protocol::merkle::MerkleTree;
 use protocol::Manifest;
@@ -58,10 +58,22 @@ pub enum ScanError {
     },
 }
 
-/// Scans and hashes `path` into a manifest plus its full Merkle tree. `progress(done_bytes, total_bytes)` is called every few MiB.
+/// Scans and hashes `path` with a fixed chunk size; see [`scan_path_with`].
 pub fn scan_path(
     path: &Path,
     chunk_size: u32,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<(Manifest, MerkleTree), ScanError> {
+    scan_path_with(path, Some(chunk_size), progress)
+}
+
+/// Scans and hashes `path` into a manifest plus its full Merkle tree.
+///
+/// `chunk_size: None` picks one from the total size ([`auto_chunk_size`]).
+/// `progress(done_bytes, total_bytes)` is called every few MiB.
+pub fn scan_path_with(
+    path: &Path,
+    chunk_size: Option<u32>,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<(Manifest, MerkleTree), ScanError> {
     // The top path itself is followed if it is a symlink: the user named it.
@@ -82,9 +94,10 @@ pub fn scan_path(
         });
     };
 
+    let total = sources.iter().fold(0u64, |a, s| a.saturating_add(s.len));
+    let chunk_size = chunk_size.unwrap_or_else(|| auto_chunk_size(total));
     let mut builder = ManifestBuilder::new(name, chunk_size, layout.clone())
         .map_err(|e| manifest_error(path, &layout, e))?;
-    let total = sources.iter().fold(0u64, |a, s| a.saturating_add(s.len));
     let mut meter = Meter {
         done: 0,
         last: 0,

@@ -11,8 +11,12 @@ use thiserror::Error;
 use crate::id::ContentId;
 use crate::merkle::{Hash, LeafHasher, MerkleTree};
 
-/// Default chunk size: 256 KiB.
+/// Chunk size for tests and benches that want a fixed, typical one: 256 KiB.
 pub const DEFAULT_CHUNK_SIZE: u32 = 256 * 1024;
+/// How many chunks [`auto_chunk_size`] aims for.
+pub const AUTO_TARGET_CHUNKS: u64 = 1024;
+/// Largest chunk size [`auto_chunk_size`] picks unless `MAX_CHUNKS` forces more.
+pub const AUTO_MAX_CHUNK_SIZE: u32 = 1024 * 1024;
 /// Smallest chunk size we accept.
 pub const MIN_CHUNK_SIZE: u32 = 16 * 1024;
 /// Largest chunk size we accept (bounds every chunk message).
@@ -27,6 +31,21 @@ pub const MAX_COMPONENT_LEN: usize = 255;
 pub const MAX_CHUNKS: u64 = 1 << 23;
 /// Deepest relative path.
 pub const MAX_PATH_DEPTH: usize = 64;
+
+/// The chunk size for content of `total` bytes when the user names none.
+///
+/// Like BitTorrent's piece size: about [`AUTO_TARGET_CHUNKS`] chunks, a power
+/// of two from [`MIN_CHUNK_SIZE`] to [`AUTO_MAX_CHUNK_SIZE`]. Small chunks let
+/// a swarm forward data sooner; large ones cut per-request overhead on big
+/// files. Past 1 TiB it grows further so the count stays within [`MAX_CHUNKS`].
+pub fn auto_chunk_size(total: u64) -> u32 {
+    let wanted = total.div_ceil(AUTO_TARGET_CHUNKS).next_power_of_two();
+    let mut size = wanted.clamp(u64::from(MIN_CHUNK_SIZE), u64::from(AUTO_MAX_CHUNK_SIZE));
+    while total.div_ceil(size) > MAX_CHUNKS && size < u64::from(MAX_CHUNK_SIZE) {
+        size *= 2;
+    }
+    size as u32
+}
 
 /// Describes one shared file or directory tree.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -385,6 +404,21 @@ mod tests {
             b.update(piece);
         }
         b.finish().unwrap()
+    }
+
+    #[test]
+    fn auto_chunk_size_scales_with_content() {
+        assert_eq!(auto_chunk_size(0), MIN_CHUNK_SIZE);
+        assert_eq!(auto_chunk_size(1000), MIN_CHUNK_SIZE);
+        assert_eq!(auto_chunk_size(16 << 20), 16 * 1024);
+        assert_eq!(auto_chunk_size(64 << 20), 64 * 1024);
+        assert_eq!(auto_chunk_size(1 << 30), 1024 * 1024);
+        assert_eq!(auto_chunk_size(100 << 30), AUTO_MAX_CHUNK_SIZE);
+        // 16 TiB at 1 MiB would be 2^24 chunks: the size doubles to stay within MAX_CHUNKS.
+        let huge = 16u64 << 40;
+        assert_eq!(auto_chunk_size(huge), 2 * 1024 * 1024);
+        assert!(huge.div_ceil(u64::from(auto_chunk_size(huge))) <= MAX_CHUNKS);
+        assert_eq!(auto_chunk_size(u64::MAX), MAX_CHUNK_SIZE);
     }
 
     #[test]

@@ -32,9 +32,8 @@ async fn a_corrupting_peer_is_banned_and_the_copy_is_still_exact() {
     let key = libp2p::identity::Keypair::generate_ed25519();
     let (liar, _task) = node::spawn(key, cfg).unwrap();
     liar.bootstrapped().await.unwrap();
-    let (manifest, tree) =
-        node::scan::scan_path(&src, protocol::manifest::DEFAULT_CHUNK_SIZE, &mut |_, _| {})
-            .unwrap();
+    // Auto chunk size, as `node share` picks by default.
+    let (manifest, tree) = node::scan::scan_path_with(&src, None, &mut |_, _| {}).unwrap();
     let storage = node::storage::Storage::open_seed(&manifest, &src).unwrap();
     let liar_id = liar.share(manifest, tree, storage).await.unwrap();
     assert_eq!(
