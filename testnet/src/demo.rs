@@ -16,6 +16,7 @@ use crate::loopback::{self, Args, NodeFiles};
 use crate::procs::{self, Supervisor};
 use crate::stats::StatsFile;
 use crate::swarm::{self, Leecher};
+use crate::timeline::Timeline;
 use crate::units::{self, ByteSize};
 
 pub use crate::report::{NodeReport, Report};
@@ -90,6 +91,7 @@ pub async fn run(sup: &mut Supervisor, run: &Path, cfg: &DemoConfig) -> anyhow::
     let mut peers = Vec::with_capacity(cfg.leechers);
     eprintln!("testnet: starting {} leechers", cfg.leechers);
     let started = Instant::now();
+    let mut timeline = Timeline::create(&run.join("timeline.csv"), started)?;
     for k in 1..=cfg.leechers {
         let name = format!("leecher-{k}");
         let files = NodeFiles::create(run, &name)?;
@@ -107,8 +109,15 @@ pub async fn run(sup: &mut Supervisor, run: &Path, cfg: &DemoConfig) -> anyhow::
         peers.push(Leecher::new(name, id, files.stats, out));
     }
 
-    let distribution =
-        swarm::watch(sup, &mut seeder_stats, &mut peers, started, cfg.timeout).await?;
+    let distribution = swarm::watch(
+        sup,
+        &mut seeder_stats,
+        &mut peers,
+        started,
+        cfg.timeout,
+        &mut timeline,
+    )
+    .await?;
     let finished_at = SystemTime::now();
     eprintln!(
         "testnet: all {} leechers done in {}",

@@ -60,12 +60,20 @@ pub struct Row {
     pub downloaded: u64,
     /// The earliest leecher's finish time in seconds.
     pub first_done: f64,
+    /// CPU seconds all nodes used, start to finish.
+    pub cpu_seconds: f64,
 }
 
 impl Row {
     /// Measured over bound.
     pub fn ratio(&self) -> f64 {
         self.measured / self.bound
+    }
+
+    /// Share of the machine's CPUs the nodes kept busy over the measured time.
+    pub fn cpu_busy(&self) -> f64 {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+        self.cpu_seconds / (self.measured * cores)
     }
 }
 
@@ -129,9 +137,10 @@ pub async fn run(bin: &Path, run: &Path, cfg: &DistributionConfig) -> anyhow::Re
                     dir.display()
                 );
             }
-            let row = row_of(n, mode, bound, report);
+            let mut row = row_of(n, mode, bound, report);
+            row.cpu_seconds = outcome.cpu_seconds;
             println!(
-                "N={n:<3} {:<3} measured {:>7.2} s  bound {:>7.2} s  ratio {:.2}  (seeder sent {:.1} MiB, peers {:.1} MiB, {:.1}% downloaded beyond N·F)",
+                "N={n:<3} {:<3} measured {:>7.2} s  bound {:>7.2} s  ratio {:.2}  (seeder sent {:.1} MiB, peers {:.1} MiB, {:.1}% downloaded beyond N·F, nodes kept {:.0}% of the CPUs busy)",
                 mode.as_str(),
                 row.measured,
                 row.bound,
@@ -139,6 +148,7 @@ pub async fn run(bin: &Path, run: &Path, cfg: &DistributionConfig) -> anyhow::Re
                 row.seeder_uploaded as f64 / 1048576.0,
                 row.leechers_uploaded as f64 / 1048576.0,
                 excess_pct(&row, cfg.size),
+                100.0 * row.cpu_busy(),
             );
             rows.push(row);
             write_csv(&csv, cfg, &rows)?;
@@ -208,6 +218,7 @@ fn row_of(n: usize, mode: Mode, bound: f64, report: &Report) -> Row {
         leechers_uploaded: up,
         downloaded: down,
         first_done: if first.is_finite() { first } else { 0.0 },
+        cpu_seconds: 0.0,
     }
 }
 
@@ -222,13 +233,13 @@ pub fn csv_text(cfg: &DistributionConfig, rows: &[Row]) -> String {
     let mut out = String::from(
         "n,mode,measured_s,bound_s,ratio,size_bytes,upload_bps,server_upload_bps,download_bps,\
          tbf_burst_bytes,tbf_latency_ms,first_done_s,seeder_uploaded_bytes,peers_uploaded_bytes,\
-         downloaded_bytes,excess_download_pct\n",
+         downloaded_bytes,excess_download_pct,node_cpu_s\n",
     );
     for r in rows {
         let download = cfg.download.map(|d| d.0.to_string()).unwrap_or_default();
         let _ = writeln!(
             out,
-            "{},{},{:.3},{:.3},{:.3},{},{},{},{download},{},{},{:.3},{},{},{},{:.2}",
+            "{},{},{:.3},{:.3},{:.3},{},{},{},{download},{},{},{:.3},{},{},{},{:.2},{:.2}",
             r.n,
             r.mode,
             r.measured,
@@ -244,6 +255,7 @@ pub fn csv_text(cfg: &DistributionConfig, rows: &[Row]) -> String {
             r.leechers_uploaded,
             r.downloaded,
             excess_pct(r, cfg.size),
+            r.cpu_seconds,
         );
     }
     out
@@ -281,6 +293,7 @@ mod tests {
             leechers_uploaded: 60 << 20,
             downloaded: 80 << 20,
             first_done: 7.5,
+            cpu_seconds: 3.0,
         };
         let text = csv_text(&cfg, &[row]);
         let lines: Vec<&str> = text.lines().collect();
@@ -292,6 +305,6 @@ mod tests {
             "{}",
             lines[1]
         );
-        assert!(lines[1].ends_with(",0.00"), "{}", lines[1]);
+        assert!(lines[1].ends_with(",0.00,3.00"), "{}", lines[1]);
     }
 }

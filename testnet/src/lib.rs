@@ -27,4 +27,5 @@ pub mod report;
 pub mod rundir;
 pub mod stats;
 pub mod swarm;
+pub mod timeline;
 pub mod units;

@@ -19,6 +19,7 @@ use crate::procs::{self, Supervisor};
 use crate::report::Report;
 use crate::stats::StatsFile;
 use crate::swarm::{self, Leecher};
+use crate::timeline::Timeline;
 use crate::units::{self, ByteSize, Rate};
 
 /// Who serves the leechers.
@@ -90,6 +91,9 @@ pub struct NsRunOutcome {
     pub prefix: String,
     /// Every node process started; all have been stopped and reaped.
     pub pids: Vec<u32>,
+    /// CPU seconds all nodes had used when the last leecher finished: on a
+    /// small machine a swarm can be CPU-bound rather than link-bound.
+    pub cpu_seconds: f64,
 }
 
 /// Runs one distribution in `run` (a folder for node dirs and logs) with the
@@ -109,7 +113,16 @@ pub async fn run(
     let mut bed = Testbed::create(cfg.shaping)?;
     let prefix = bed.prefix().to_string();
     let mut sup = Supervisor::new(bin.to_path_buf());
-    let result = distribute(&mut bed, &mut sup, run, cfg, source_sha256).await;
+    let mut cpu_seconds = 0.0;
+    let result = distribute(
+        &mut bed,
+        &mut sup,
+        run,
+        cfg,
+        source_sha256,
+        &mut cpu_seconds,
+    )
+    .await;
     if sup.running() > 0 {
         sup.shutdown(procs::GRACE, std::future::pending()).await;
     }
@@ -122,6 +135,7 @@ pub async fn run(
         report,
         prefix,
         pids,
+        cpu_seconds,
     })
 }
 
@@ -131,6 +145,7 @@ async fn distribute(
     run: &Path,
     cfg: &NsRunConfig,
     source_sha256: &str,
+    cpu_seconds: &mut f64,
 ) -> anyhow::Result<Report> {
     // Bootstrap: uncapped, it only answers DHT queries.
     let slot = bed.add_node("bootstrap", Caps::default())?;
@@ -191,6 +206,7 @@ async fn distribute(
     );
     let mut leechers = Vec::with_capacity(cfg.leechers);
     let started = Instant::now();
+    let mut timeline = Timeline::create(&run.join("timeline.csv"), started)?;
     for slot in &slots {
         let files = NodeFiles::create(run, &slot.name)?;
         let out = files.dir.join("out");
@@ -209,9 +225,17 @@ async fn distribute(
         leechers.push(Leecher::new(slot.name.clone(), id, files.stats, out));
     }
 
-    let distribution =
-        swarm::watch(sup, &mut seeder_stats, &mut leechers, started, cfg.timeout).await?;
+    let distribution = swarm::watch(
+        sup,
+        &mut seeder_stats,
+        &mut leechers,
+        started,
+        cfg.timeout,
+        &mut timeline,
+    )
+    .await?;
     let finished_at = SystemTime::now();
+    *cpu_seconds = sup.cpu_seconds();
     eprintln!(
         "testnet: all {} leechers done in {}",
         cfg.leechers,

@@ -110,6 +110,12 @@ impl Supervisor {
         &self.started
     }
 
+    /// CPU time (user + system) the running children have used so far, in
+    /// seconds; children already reaped are not counted.
+    pub fn cpu_seconds(&self) -> f64 {
+        self.pids().into_iter().filter_map(cpu_seconds_of).sum()
+    }
+
     /// PIDs of the children not yet reaped.
     pub fn pids(&self) -> Vec<u32> {
         self.children.iter().filter_map(|m| m.child.id()).collect()
@@ -325,6 +331,19 @@ impl Drop for Supervisor {
     }
 }
 
+/// utime + stime of `pid` from `/proc/<pid>/stat`, in seconds (the kernel
+/// reports them in USER_HZ ticks, 100 per second on Linux).
+fn cpu_seconds_of(pid: u32) -> Option<f64> {
+    const USER_HZ: f64 = 100.0;
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may contain spaces), from field 3 on.
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) / USER_HZ)
+}
+
 /// Sends `sig` to a child by its PID, only while it is unreaped: a reaped
 /// child's PID may already belong to someone else.
 fn signal_child(m: &Managed, sig: Signal) {
@@ -484,6 +503,13 @@ mod tests {
         );
         assert!(!tail.contains("starting"), "{tail}");
         std::fs::remove_file(path).unwrap();
+    }
+
+    #[test]
+    fn reads_cpu_time_of_a_process() {
+        let own = cpu_seconds_of(std::process::id()).unwrap();
+        assert!(own >= 0.0);
+        assert_eq!(cpu_seconds_of(u32::MAX), None);
     }
 
     #[tokio::test]

@@ -75,23 +75,24 @@ impl StatsFile {
         &self.path
     }
 
-    /// Re-reads the file if the node rewrote it. A missing file (node not up
-    /// yet) is not an error; an unreadable or garbled one is.
-    pub fn refresh(&mut self) -> anyhow::Result<()> {
+    /// Re-reads the file if the node rewrote it; true when there was a new
+    /// snapshot. A missing file (node not up yet) is not an error; an
+    /// unreadable or garbled one is.
+    pub fn refresh(&mut self) -> anyhow::Result<bool> {
         let written = match std::fs::metadata(&self.path) {
             Ok(m) => m.modified()?,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
             Err(e) => {
                 return Err(e).with_context(|| format!("cannot stat {}", self.path.display()))
             }
         };
         if self.current.as_ref().is_some_and(|c| c.written == written) {
-            return Ok(());
+            return Ok(false);
         }
         let text = match std::fs::read_to_string(&self.path) {
             Ok(t) => t,
             // Replaced between stat and read: the next refresh picks it up.
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
             Err(e) => {
                 return Err(e).with_context(|| format!("cannot read {}", self.path.display()))
             }
@@ -99,7 +100,7 @@ impl StatsFile {
         let stats = NodeStats::parse(&text)
             .with_context(|| format!("bad stats JSON in {}", self.path.display()))?;
         self.previous = self.current.replace(Snapshot { written, stats });
-        Ok(())
+        Ok(true)
     }
 
     /// The newest snapshot, if the node has written one.

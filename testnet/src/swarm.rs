@@ -14,6 +14,7 @@ use crate::procs::{ChildId, Supervisor};
 use crate::progress::{Progress, Row};
 use crate::report::NodeReport;
 use crate::stats::StatsFile;
+use crate::timeline::Timeline;
 use crate::units;
 
 /// One `get` process being watched.
@@ -63,14 +64,16 @@ pub async fn wait_connected(sup: &mut Supervisor, seeder: &mut StatsFile) -> any
     Ok(())
 }
 
-/// Shows progress until every leecher printed its path; returns the time
-/// from `started` to the last of them.
+/// Shows progress until every leecher printed its path, recording every
+/// stats snapshot in `timeline`; returns the time from `started` to the last
+/// of them.
 pub async fn watch(
     sup: &mut Supervisor,
     seeder: &mut StatsFile,
     peers: &mut [Leecher],
     started: Instant,
     timeout: Duration,
+    timeline: &mut Timeline,
 ) -> anyhow::Result<Duration> {
     let mut progress = Progress::new();
     let mut tick = tokio::time::interval(Duration::from_millis(100));
@@ -98,12 +101,17 @@ pub async fn watch(
             }
         }
         let all_done = peers.iter().all(|p| p.done.is_some());
+        // Every tick, so the timeline has each snapshot the nodes write.
+        if let (Ok(true), Some(s)) = (seeder.refresh(), seeder.stats()) {
+            timeline.record("seeder", s);
+        }
+        for p in peers.iter_mut() {
+            if let (Ok(true), Some(s)) = (p.stats.refresh(), p.stats.stats()) {
+                timeline.record(&p.name, s);
+            }
+        }
         if all_done || Instant::now() >= next_draw {
             next_draw += Duration::from_secs(1);
-            let _ = seeder.refresh();
-            for p in peers.iter_mut() {
-                let _ = p.stats.refresh();
-            }
             let mut rows = vec![Row {
                 name: "seeder",
                 stats: seeder.stats(),
