@@ -20,6 +20,9 @@ use crate::picker::{PickerConfig, PiecePicker};
 use crate::rate::RateMeter;
 use crate::wire::{HaveInfo, HaveSet};
 
+/// Most outstanding requests for one chunk (the endgame adds at most one duplicate).
+const MAX_REQUESTS_PER_CHUNK: u32 = 2;
+
 /// Tunables of one transfer.
 #[derive(Clone, Debug)]
 pub struct TransferConfig {
@@ -649,18 +652,30 @@ impl<P: Copy + Ord + std::hash::Hash + std::fmt::Debug> Transfer<P> {
         }
     }
 
+    /// The next chunk to ask `peer` for.
+    ///
+    /// Normally a chunk nobody has been asked for. In the endgame (everything
+    /// missing is requested somewhere) a peer with nothing in flight may take
+    /// one chunk already requested from exactly one other peer, as libtorrent
+    /// does: the tail is not held up by one slow peer, yet duplicates stay
+    /// bounded by the number of idle peers, not by pipeline depth.
     fn pick_for(&mut self, peer: &P) -> Option<ChunkIndex> {
         let p = self.peers.get(peer)?;
         if let Some(i) = self.picker.pick(&p.have, &mut self.rng) {
             return Some(i);
         }
-        if !self.picker.in_endgame() {
+        if !self.picker.in_endgame() || !p.in_flight.is_empty() {
             return None;
         }
         let storing = &self.storing;
-        self.picker.pick_endgame(
+        let picker = &self.picker;
+        picker.pick_endgame(
             &p.have,
-            |i| p.in_flight.contains_key(&i) || storing.contains(&i),
+            |i| {
+                p.in_flight.contains_key(&i)
+                    || storing.contains(&i)
+                    || picker.requested_count(i) >= MAX_REQUESTS_PER_CHUNK
+            },
             &mut self.rng,
         )
     }

@@ -446,5 +446,37 @@ fn stored_chunks_are_not_refetched() {
             dup <= 2 * TransferConfig::default().pipeline_depth,
             "leecher {leecher} refetched {dup} chunks"
         );
+        assert!(
+            per_chunk.values().all(|&n| n <= MAX_REQUESTS_PER_CHUNK),
+            "leecher {leecher} asked for some chunk more than twice"
+        );
     }
+}
+
+#[test]
+fn endgame_rescues_the_tail_from_a_slow_peer_with_few_duplicates() {
+    let mut sim = Sim::new(
+        100 * MIN_CHUNK_SIZE as usize,
+        &[Behaviour::Honest, Behaviour::Honest],
+        1,
+        TransferConfig::default(),
+    );
+    // Seed 0 sends one chunk a second, seed 1 a hundred.
+    sim.uplink[0].0 = Some(u64::from(MIN_CHUNK_SIZE));
+    sim.uplink[1].0 = Some(100 * u64::from(MIN_CHUNK_SIZE));
+    assert!(sim.run(Duration::from_secs(600)));
+    let took = sim.now - sim.t0;
+    let mut per_chunk = BTreeMap::new();
+    for r in sim.requests.iter().filter(|r| r.0 == 2) {
+        *per_chunk.entry(r.2).or_insert(0u32) += 1;
+    }
+    let dup = per_chunk.values().filter(|&&n| n > 1).count();
+    eprintln!("completed in {took:?} of virtual time with {dup} duplicate requests");
+    // Without the endgame the last chunks would wait on seed 0, a second each.
+    assert!(took < Duration::from_millis(1500), "took {took:?}");
+    let slow_depth = TransferConfig::default().min_pipeline_depth;
+    assert!(
+        dup <= slow_depth + 1,
+        "{dup} duplicate requests; only the slow peer's few should be"
+    );
 }
