@@ -28,6 +28,10 @@ const MAX_REQUESTS_PER_CHUNK: u32 = 2;
 pub struct TransferConfig {
     /// Most chunk requests outstanding per peer.
     pub pipeline_depth: usize,
+    /// Most chunk bytes outstanding per peer (caps the depth for big chunks).
+    pub max_in_flight_bytes: u64,
+    /// No new requests while this many received bytes still wait to be written.
+    pub max_unwritten_bytes: u64,
     /// Fewest chunk requests outstanding per peer (before its rate is known).
     pub min_pipeline_depth: usize,
     /// Keep about this much time's worth of a peer's download rate requested,
@@ -57,6 +61,8 @@ impl Default for TransferConfig {
     fn default() -> Self {
         Self {
             pipeline_depth: 32,
+            max_in_flight_bytes: 8 << 20,
+            max_unwritten_bytes: 32 << 20,
             min_pipeline_depth: 3,
             request_queue_time: Duration::from_millis(500),
             request_timeout: Duration::from_secs(30),
@@ -619,8 +625,14 @@ impl<P: Copy + Ord + std::hash::Hash + std::fmt::Debug> Transfer<P> {
             return;
         }
         let chunk_size = u64::from(self.manifest.chunk_size.max(1));
+        // Bounded memory: received chunks wait in RAM until written.
+        let max_unwritten = (self.config.max_unwritten_bytes / chunk_size).max(1) as usize;
+        if self.storing.len() >= max_unwritten {
+            return;
+        }
         let queue_time = self.config.request_queue_time.as_secs_f64();
         let (min_depth, max_depth) = (self.config.min_pipeline_depth, self.config.pipeline_depth);
+        let byte_cap = (self.config.max_in_flight_bytes / chunk_size).max(1) as usize;
         // Start at a random peer so no one is always served first.
         let keys: Vec<P> = self.peers.keys().copied().collect();
         if keys.is_empty() {
@@ -634,7 +646,9 @@ impl<P: Copy + Ord + std::hash::Hash + std::fmt::Debug> Transfer<P> {
             };
             let by_rate =
                 (p.download.rate(now) as f64 * queue_time / chunk_size as f64).ceil() as usize;
-            let depth = by_rate.clamp(min_depth, max_depth.max(min_depth));
+            let depth = by_rate
+                .clamp(min_depth, max_depth.max(min_depth))
+                .min(byte_cap);
             if p.choking_us || !p.we_interested || p.in_flight.len() >= depth {
                 continue;
             }
