@@ -43,6 +43,9 @@ struct Sim {
     requests: Vec<(u32, u32, ChunkIndex)>,
     /// Upload bytes per second of each node's link (None: unlimited) and when it is next free.
     uplink: Vec<(Option<u64>, Instant)>,
+    /// A node whose disk never finishes writing: its verified chunks pile up here.
+    stalled_disk: Option<u32>,
+    unwritten: Vec<ChunkIndex>,
 }
 
 fn content(len: usize) -> Vec<u8> {
@@ -121,6 +124,8 @@ impl Sim {
             bans: vec![],
             requests: vec![],
             uplink,
+            stalled_disk: None,
+            unwritten: vec![],
         }
     }
 
@@ -200,6 +205,10 @@ impl Sim {
                         if let Ok(ChunkVerdict::Store) =
                             node.handle_chunk(now, from, index, &data, &proof)
                         {
+                            if self.stalled_disk == Some(to) {
+                                self.unwritten.push(index);
+                                return;
+                            }
                             self.stored[to as usize][index as usize] = Some(data);
                             node.handle_chunk_stored(now, index);
                         }
@@ -479,4 +488,36 @@ fn endgame_rescues_the_tail_from_a_slow_peer_with_few_duplicates() {
         dup <= slow_depth + 1,
         "{dup} duplicate requests; only the slow peer's few should be"
     );
+}
+
+#[test]
+fn a_stalled_disk_stops_new_requests_at_the_unwritten_limit() {
+    let config = TransferConfig {
+        max_unwritten_bytes: 4 * u64::from(MIN_CHUNK_SIZE),
+        ..TransferConfig::default()
+    };
+    let mut sim = Sim::new(
+        100 * MIN_CHUNK_SIZE as usize,
+        &[Behaviour::Honest],
+        1,
+        config,
+    );
+    sim.stalled_disk = Some(1);
+    assert!(
+        !sim.run(Duration::from_secs(60)),
+        "completed without writing"
+    );
+    let asked = sim.requests.iter().filter(|r| r.0 == 1).count();
+    assert!(
+        sim.unwritten.len() >= 4,
+        "only {} chunks arrived",
+        sim.unwritten.len()
+    );
+    // Requests already in flight when the limit was hit still land; nothing more is asked.
+    let depth = TransferConfig::default().pipeline_depth;
+    assert!(
+        asked <= 4 + depth,
+        "{asked} requests with writes stalled; the limit is 4 chunks"
+    );
+    assert!(asked < 100, "everything was requested");
 }
