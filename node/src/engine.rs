@@ -26,6 +26,11 @@ use crate::client::{Command, GetEvent, Stats};
 use crate::codec::Reply;
 use crate::storage::{Opened, Storage};
 
+/// First wait between peer searches (DHT lookup plus peer exchange) of an active swarm.
+const MIN_SEARCH_INTERVAL: Duration = Duration::from_secs(1);
+/// Longest wait between peer searches while we still want more peers.
+const MAX_SEARCH_INTERVAL: Duration = Duration::from_secs(30);
+
 /// How a node's event loop behaves.
 #[derive(Clone, Debug)]
 pub struct EngineConfig {
@@ -130,6 +135,9 @@ struct Content {
     search_deadline: Option<Instant>,
     query_running: bool,
     next_search: Instant,
+    /// Wait before the next peer search while active: short while a swarm
+    /// forms, doubling up to `MAX_SEARCH_INTERVAL`.
+    search_interval: Duration,
     announced: bool,
     next_announce: Option<Instant>,
 }
@@ -365,6 +373,7 @@ impl Engine {
                 search_deadline: Some(now + self.config.find_timeout),
                 query_running: false,
                 next_search: now,
+                search_interval: MIN_SEARCH_INTERVAL,
                 announced: false,
                 next_announce: None,
             },
@@ -429,7 +438,8 @@ impl Engine {
             providers: providers.clone(),
             search_deadline: None,
             query_running: false,
-            next_search: Instant::now() + Duration::from_secs(5),
+            next_search: Instant::now() + MIN_SEARCH_INTERVAL,
+            search_interval: MIN_SEARCH_INTERVAL,
             announced: false,
             next_announce: None,
         };
@@ -1170,7 +1180,8 @@ impl Engine {
                         });
                     }
                     if need_peers && search_due {
-                        c.next_search = now + Duration::from_secs(10);
+                        c.next_search = now + c.search_interval;
+                        c.search_interval = (c.search_interval * 2).min(MAX_SEARCH_INTERVAL);
                         let peers: Vec<PeerId> = a.transfer.peers().collect();
                         // Peer exchange with one random neighbour, plus a fresh DHT lookup.
                         if !peers.is_empty() {
