@@ -71,7 +71,20 @@ fn target_dir_of(exe_dir: &Path) -> PathBuf {
 async fn build(manifest: &Path, target_dir: &Path) -> anyhow::Result<()> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     eprintln!("testnet: building the node binary (cargo build --release -p node)");
-    let status = tokio::process::Command::new(&cargo)
+    let mut cmd = tokio::process::Command::new(&cargo);
+    // `cargo run` sets these for us; passed on, they would make build scripts
+    // that watch them (ring's) rebuild the whole libp2p stack every time.
+    for (k, _) in std::env::vars_os() {
+        let k = k.to_string_lossy();
+        if ["CARGO_PKG_", "CARGO_MANIFEST_", "CARGO_CRATE_", "CARGO_BIN_"]
+            .iter()
+            .any(|p| k.starts_with(p))
+            || ["CARGO_PRIMARY_PACKAGE", "CARGO_TARGET_TMPDIR", "OUT_DIR"].contains(&&*k)
+        {
+            cmd.env_remove(&*k);
+        }
+    }
+    let status = cmd
         .args(["build", "--release", "-p", "node", "--manifest-path"])
         .arg(manifest)
         .arg("--target-dir")
