@@ -312,7 +312,12 @@ impl<P: Copy + Ord + std::hash::Hash + std::fmt::Debug> Transfer<P> {
 
     /// A peer disconnected: its chunks no longer count and its requests are re-picked.
     pub fn handle_peer_disconnected(&mut self, now: Instant, peer: P) {
+        let was_unchoked = self.peers.get(&peer).is_some_and(|p| !p.we_choke);
         self.drop_peer(&peer);
+        if was_unchoked {
+            // Give its upload slot to someone else at once.
+            self.rechoke(now);
+        }
         self.fill_requests(now);
     }
 
@@ -347,6 +352,8 @@ impl<P: Copy + Ord + std::hash::Hash + std::fmt::Debug> Transfer<P> {
         }
         p.have = new;
         let newly_interested = info.interested && !p.interested_in_us;
+        // An unchoked peer that no longer wants anything frees its slot now, not at the next round.
+        let slot_freed = !info.interested && p.interested_in_us && !p.we_choke;
         p.interested_in_us = info.interested;
         p.choking_us = info.choking;
         let was_interested = p.we_interested;
@@ -356,7 +363,7 @@ impl<P: Copy + Ord + std::hash::Hash + std::fmt::Debug> Transfer<P> {
             // Tell the peer promptly so it can unchoke us.
             p.next_have = now;
         }
-        if newly_interested && self.has_free_slot() {
+        if (newly_interested && self.has_free_slot()) || slot_freed {
             self.rechoke(now);
         }
         self.fill_requests(now);

@@ -521,3 +521,50 @@ fn a_stalled_disk_stops_new_requests_at_the_unwritten_limit() {
     );
     assert!(asked < 100, "everything was requested");
 }
+
+#[test]
+fn a_slot_freed_by_a_finished_peer_is_given_away_at_once() {
+    let data = content(20 * MIN_CHUNK_SIZE as usize);
+    let (manifest, tree) = build(&data);
+    let count = manifest.chunk_count();
+    let t0 = Instant::now();
+    let mut seed = Transfer::new(
+        manifest,
+        tree,
+        &Bitfield::full(count),
+        TransferConfig::default(),
+        1,
+    );
+    let wants = HaveInfo {
+        have: HaveSet::Nothing,
+        interested: true,
+        choking: true,
+    };
+    for peer in 1..=7u32 {
+        seed.handle_peer_connected(t0, peer);
+        seed.handle_have(t0, peer, &wants).unwrap();
+    }
+    let unchoked = |s: &Transfer<u32>| {
+        (1..=7u32)
+            .filter(|p| !s.have_info(p).choking)
+            .collect::<Vec<_>>()
+    };
+    let before = unchoked(&seed);
+    assert_eq!(before.len(), 5, "4 regular slots and 1 optimistic");
+    // One of them finishes (from elsewhere) and says so, well before the 10 s round.
+    let done = before[0];
+    let finished = HaveInfo {
+        have: HaveSet::Everything,
+        interested: false,
+        choking: true,
+    };
+    let t1 = t0 + Duration::from_millis(300);
+    seed.handle_have(t1, done, &finished).unwrap();
+    let after = unchoked(&seed);
+    let serving: Vec<u32> = after.iter().copied().filter(|&p| p != done).collect();
+    assert_eq!(
+        serving.len(),
+        5,
+        "the freed slot went unused until the next round: {after:?}"
+    );
+}
