@@ -455,6 +455,12 @@ impl Engine {
                 }
             }
         }
+        if !complete {
+            let connected: Vec<PeerId> = self.connected.iter().copied().collect();
+            for p in connected {
+                self.probe_swarm_peer(id, p);
+            }
+        }
         if complete {
             // Already whole: finishing moves a download into place (a share is already there).
             self.on_completed(id);
@@ -583,9 +589,16 @@ impl Engine {
             SwarmEvent::ConnectionEstablished {
                 peer_id,
                 connection_id,
+                num_established,
                 ..
             } => {
                 self.connected.insert(peer_id);
+                if num_established.get() == 1 {
+                    let ids: Vec<ContentId> = self.contents.keys().copied().collect();
+                    for id in ids {
+                        self.probe_swarm_peer(id, peer_id);
+                    }
+                }
                 if self.bootstrap_dials.remove(&connection_id) {
                     self.bootstrap_ok += 1;
                     let _ = self.swarm.behaviour_mut().kad.bootstrap();
@@ -716,6 +729,24 @@ impl Engine {
     }
 
     /// A peer that is (probably) in swarm `id`: get its manifest or start exchanging.
+    /// Offers a have exchange to a connected peer that may be in the swarm of
+    /// an unfinished download; one that is not answers "unknown content" and
+    /// is dropped again. Other leechers are found this way as soon as we are
+    /// connected, long before their provider records turn up in a search.
+    fn probe_swarm_peer(&mut self, id: ContentId, peer: PeerId) {
+        if peer == *self.swarm.local_peer_id() || self.banned.contains(&peer) {
+            return;
+        }
+        let Some(Phase::Active(a)) = self.contents.get_mut(&id).map(|c| &mut c.phase) else {
+            return;
+        };
+        if a.finished || a.transfer.peer_count() >= self.config.wanted_peers {
+            return;
+        }
+        a.transfer.handle_peer_connected(Instant::now(), peer);
+        self.drive(id);
+    }
+
     fn add_swarm_peer(&mut self, id: ContentId, peer: PeerId) {
         if peer == *self.swarm.local_peer_id() || self.banned.contains(&peer) {
             return;
