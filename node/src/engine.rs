@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use libp2p::kad::{self, GetProvidersOk, QueryResult};
 use libp2p::multiaddr::Protocol;
-use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
+use libp2p::request_response::{self, InboundRequestId, OutboundRequestId, ResponseChannel};
 use libp2p::swarm::dial_opts::DialOpts;
 use libp2p::swarm::{ConnectionId, SwarmEvent};
 use libp2p::{identify, Multiaddr, PeerId, Swarm};
@@ -25,6 +25,7 @@ use crate::behaviour::{Behaviour, BehaviourEvent, KAD_PROTOCOL};
 use crate::client::{Command, GetEvent, Stats};
 use crate::codec::Reply;
 use crate::storage::{Opened, Storage};
+use crate::uploads::UploadQueue;
 
 /// First wait between peer searches (DHT lookup plus peer exchange) of an active swarm.
 const MIN_SEARCH_INTERVAL: Duration = Duration::from_secs(1);
@@ -46,8 +47,11 @@ pub struct EngineConfig {
     pub wanted_peers: usize,
     /// Save resume state at most this often.
     pub save_interval: Duration,
-    /// Most chunk reads for uploads in flight at once.
-    pub max_pending_reads: usize,
+    /// Most chunk uploads queued for a slot; beyond it requests are answered "choked".
+    pub max_queued_uploads: usize,
+    /// Most chunk bytes being read or sent at once (uploads are served
+    /// round-robin across peers within it).
+    pub max_active_upload_bytes: u64,
     /// Fault injection for tests: flip a bit in every chunk we upload, so
     /// peers' verification and banning can be exercised. Never set it otherwise.
     #[doc(hidden)]
@@ -63,20 +67,27 @@ impl Default for EngineConfig {
             listen_addrs_are_external: true,
             wanted_peers: 40,
             save_interval: Duration::from_secs(1),
-            max_pending_reads: 256,
+            max_queued_uploads: 4096,
+            max_active_upload_bytes: 8 << 20,
             corrupt_uploads: false,
         }
     }
 }
 
+/// A chunk upload waiting for its turn.
+struct Upload {
+    id: ContentId,
+    index: ChunkIndex,
+    proof: Vec<u8>,
+    channel: ResponseChannel<Reply>,
+    request: InboundRequestId,
+}
+
 /// Results of blocking disk work, sent back to the loop.
 enum IoDone {
     Read {
-        id: ContentId,
         peer: PeerId,
-        index: ChunkIndex,
-        proof: Vec<u8>,
-        channel: ResponseChannel<Reply>,
+        upload: Upload,
         result: std::io::Result<Vec<u8>>,
     },
     Written {
@@ -161,7 +172,7 @@ pub struct Engine {
     bootstrap_waiters: Vec<oneshot::Sender<Result<usize, String>>>,
     peer_addrs: HashMap<PeerId, Vec<Multiaddr>>,
     banned: Vec<PeerId>,
-    pending_reads: usize,
+    uploads: UploadQueue<PeerId, InboundRequestId, Upload>,
     connected: HashSet<PeerId>,
     seed: u64,
 }
@@ -178,6 +189,7 @@ impl Engine {
                 .try_into()
                 .unwrap_or([7; 8]),
         ) ^ rand::random::<u64>();
+        let uploads = UploadQueue::new(config.max_queued_uploads, config.max_active_upload_bytes);
         Self {
             swarm,
             config,
@@ -196,7 +208,7 @@ impl Engine {
             bootstrap_waiters: Vec::new(),
             peer_addrs: HashMap::new(),
             banned: Vec::new(),
-            pending_reads: 0,
+            uploads,
             connected: HashSet::new(),
             seed,
         }
@@ -536,6 +548,7 @@ impl Engine {
             self.banned.push(peer);
         }
         self.swarm.behaviour_mut().blocked.block_peer(peer);
+        self.uploads.remove_peer(&peer);
         let now = Instant::now();
         let ids: Vec<ContentId> = self.contents.keys().copied().collect();
         for id in ids {
@@ -623,6 +636,7 @@ impl Engine {
             } => {
                 if num_established == 0 {
                     self.connected.remove(&peer_id);
+                    self.uploads.remove_peer(&peer_id);
                     let now = Instant::now();
                     let ids: Vec<ContentId> = self.contents.keys().copied().collect();
                     for id in ids {
@@ -783,8 +797,10 @@ impl Engine {
         match ev {
             request_response::Event::Message { peer, message, .. } => match message {
                 request_response::Message::Request {
-                    request, channel, ..
-                } => self.on_request(peer, request, channel),
+                    request_id,
+                    request,
+                    channel,
+                } => self.on_request(peer, request_id, request, channel),
                 request_response::Message::Response {
                     request_id,
                     response,
@@ -824,22 +840,84 @@ impl Engine {
                     Pending::Have(_) | Pending::Peers(_) => {}
                 }
             }
-            request_response::Event::InboundFailure { peer, error, .. } => {
+            request_response::Event::InboundFailure {
+                peer,
+                request_id,
+                error,
+                ..
+            } => {
                 tracing::debug!(%peer, "inbound request failed: {error}");
+                if self.uploads.finished(request_id) {
+                    self.pump_uploads();
+                }
             }
-            request_response::Event::ResponseSent { .. } => {}
+            request_response::Event::ResponseSent { request_id, .. } => {
+                if self.uploads.finished(request_id) {
+                    self.pump_uploads();
+                }
+            }
         }
     }
 
     fn respond(&mut self, channel: ResponseChannel<Reply>, msg: Response) {
-        let _ = self
-            .swarm
-            .behaviour_mut()
-            .chunks
-            .send_response(channel, msg.into());
+        self.try_respond(channel, msg);
     }
 
-    fn on_request(&mut self, peer: PeerId, request: Request, channel: ResponseChannel<Reply>) {
+    /// Sends a response; false if its stream is already gone.
+    fn try_respond(&mut self, channel: ResponseChannel<Reply>, msg: Response) -> bool {
+        self.swarm
+            .behaviour_mut()
+            .chunks
+            .send_response(channel, msg.into())
+            .is_ok()
+    }
+
+    /// Starts queued uploads, peers taking turns, while the in-progress bytes allow.
+    fn pump_uploads(&mut self) {
+        // Peers furthest behind go first, so a swarm finishes together rather than one
+        // straggler finishing long after the rest.
+        loop {
+            let contents = &self.contents;
+            let held = |peer: &PeerId, up: &Upload| match contents.get(&up.id).map(|c| &c.phase) {
+                Some(Phase::Active(a)) => a
+                    .transfer
+                    .peer_stats(peer)
+                    .map_or(0, |s| u64::from(s.chunks)),
+                _ => 0,
+            };
+            let Some((peer, bytes, upload)) = self.uploads.next_by(held) else {
+                break;
+            };
+            let storage = match self.contents.get(&upload.id).map(|c| &c.phase) {
+                Some(Phase::Active(a)) => a.storage.clone(),
+                _ => {
+                    self.respond(upload.channel, Response::UnknownContent);
+                    continue;
+                }
+            };
+            self.uploads.started(upload.request, bytes);
+            let tx = self.io_tx.clone();
+            tokio::task::spawn_blocking(move || {
+                let result = match storage.read() {
+                    Ok(s) => s.read_chunk(upload.index),
+                    Err(_) => Err(std::io::Error::other("storage lock poisoned")),
+                };
+                let _ = tx.blocking_send(IoDone::Read {
+                    peer,
+                    upload,
+                    result,
+                });
+            });
+        }
+    }
+
+    fn on_request(
+        &mut self,
+        peer: PeerId,
+        request_id: InboundRequestId,
+        request: Request,
+        channel: ResponseChannel<Reply>,
+    ) {
         let id = *request.content_id();
         let now = Instant::now();
         let searching = matches!(
@@ -871,27 +949,17 @@ impl Engine {
             Request::Chunk { index, .. } => match a.transfer.handle_chunk_request(now, peer, index)
             {
                 ChunkAnswer::Serve(proof) => {
-                    if self.pending_reads >= self.config.max_pending_reads {
-                        self.respond(channel, Response::Choked);
-                    } else {
-                        self.pending_reads += 1;
-                        let storage = a.storage.clone();
-                        let tx = self.io_tx.clone();
-                        let proof = proof.to_bytes();
-                        tokio::task::spawn_blocking(move || {
-                            let result = match storage.read() {
-                                Ok(s) => s.read_chunk(index),
-                                Err(_) => Err(std::io::Error::other("storage lock poisoned")),
-                            };
-                            let _ = tx.blocking_send(IoDone::Read {
-                                id,
-                                peer,
-                                index,
-                                proof,
-                                channel,
-                                result,
-                            });
-                        });
+                    let bytes = u64::from(a.transfer.manifest().chunk_len(index));
+                    let upload = Upload {
+                        id,
+                        index,
+                        proof: proof.to_bytes(),
+                        channel,
+                        request: request_id,
+                    };
+                    match self.uploads.push(peer, bytes, upload) {
+                        Ok(()) => self.pump_uploads(),
+                        Err(upload) => self.respond(upload.channel, Response::Choked),
                     }
                 }
                 ChunkAnswer::Choked => self.respond(channel, Response::Choked),
@@ -1036,33 +1104,39 @@ impl Engine {
         let now = Instant::now();
         match done {
             IoDone::Read {
-                id,
                 peer,
-                index,
-                proof,
-                channel,
+                upload,
                 result,
             } => {
-                self.pending_reads = self.pending_reads.saturating_sub(1);
-                match result {
+                let Upload {
+                    id,
+                    index,
+                    proof,
+                    channel,
+                    request,
+                } = upload;
+                let msg = match result {
                     Ok(mut data) => {
                         if self.config.corrupt_uploads {
                             if let Some(b) = data.first_mut() {
                                 *b ^= 1;
                             }
                         }
-                        let len = data.len() as u64;
-                        self.respond(channel, Response::Chunk { index, data, proof });
                         if let Some(Phase::Active(a)) =
                             self.contents.get_mut(&id).map(|c| &mut c.phase)
                         {
-                            a.transfer.handle_uploaded(now, peer, len);
+                            a.transfer.handle_uploaded(now, peer, data.len() as u64);
                         }
+                        Response::Chunk { index, data, proof }
                     }
                     Err(e) => {
                         tracing::error!(%id, index, "cannot read chunk to upload: {e}");
-                        self.respond(channel, Response::DontHave);
+                        Response::DontHave
                     }
+                };
+                if !self.try_respond(channel, msg) && self.uploads.finished(request) {
+                    // The stream is gone, so no "sent" event will free the slot.
+                    self.pump_uploads();
                 }
             }
             IoDone::Written { id, index, result } => {
