@@ -31,7 +31,7 @@ enum Cmd {
         /// File or directory to share.
         path: PathBuf,
         /// Chunk size: a power of two from 16KiB to 4MiB, or `auto` (about
-        /// 1024 chunks, 16KiB to 1MiB). The same content with another chunk
+        /// 512 chunks, 16KiB to 1MiB). The same content with another chunk
         /// size has another ID.
         #[arg(long, default_value = "auto")]
         chunk_size: String,

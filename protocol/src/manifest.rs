@@ -14,7 +14,7 @@ use crate::merkle::{Hash, LeafHasher, MerkleTree};
 /// Chunk size for tests and benches that want a fixed, typical one: 256 KiB.
 pub const DEFAULT_CHUNK_SIZE: u32 = 256 * 1024;
 /// How many chunks [`auto_chunk_size`] aims for.
-pub const AUTO_TARGET_CHUNKS: u64 = 1024;
+pub const AUTO_TARGET_CHUNKS: u64 = 512;
 /// Largest chunk size [`auto_chunk_size`] picks unless `MAX_CHUNKS` forces more.
 pub const AUTO_MAX_CHUNK_SIZE: u32 = 1024 * 1024;
 /// Smallest chunk size we accept.
@@ -410,8 +410,8 @@ mod tests {
     fn auto_chunk_size_scales_with_content() {
         assert_eq!(auto_chunk_size(0), MIN_CHUNK_SIZE);
         assert_eq!(auto_chunk_size(1000), MIN_CHUNK_SIZE);
-        assert_eq!(auto_chunk_size(16 << 20), 16 * 1024);
-        assert_eq!(auto_chunk_size(64 << 20), 64 * 1024);
+        assert_eq!(auto_chunk_size(16 << 20), 32 * 1024);
+        assert_eq!(auto_chunk_size(64 << 20), 128 * 1024);
         assert_eq!(auto_chunk_size(1 << 30), 1024 * 1024);
         assert_eq!(auto_chunk_size(100 << 30), AUTO_MAX_CHUNK_SIZE);
         // 16 TiB at 1 MiB would be 2^24 chunks: the size doubles to stay within MAX_CHUNKS.
