@@ -925,9 +925,13 @@ impl Engine {
             Some(Phase::Searching { .. })
         );
         if searching {
-            // Whoever talks to us about this content may have its manifest.
+            // A peer in the swarm (have, chunk or peer exchange) may have the manifest;
+            // one asking for the manifest is searching too, and asking it back would ping-pong.
+            let in_swarm = !matches!(request, Request::Manifest { .. });
             self.respond(channel, Response::UnknownContent);
-            self.add_swarm_peer(id, peer);
+            if in_swarm {
+                self.add_swarm_peer(id, peer);
+            }
             return;
         }
         let Some(Phase::Active(a)) = self.contents.get_mut(&id).map(|c| &mut c.phase) else {
@@ -994,6 +998,12 @@ impl Engine {
         match pending {
             Pending::Manifest(id) => {
                 let Response::Manifest { bytes } = reply.msg else {
+                    // Not (yet) holding it, e.g. still searching itself: ask again on a later round.
+                    if let Some(Phase::Searching { asked, .. }) =
+                        self.contents.get_mut(&id).map(|c| &mut c.phase)
+                    {
+                        asked.remove(&peer);
+                    }
                     return;
                 };
                 let Some(c) = self.contents.get_mut(&id) else {
