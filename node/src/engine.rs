@@ -742,7 +742,6 @@ impl Engine {
         }
     }
 
-    /// A peer that is (probably) in swarm `id`: get its manifest or start exchanging.
     /// Offers a have exchange to a connected peer that may be in the swarm of
     /// an unfinished download; one that is not answers "unknown content" and
     /// is dropped again. Other leechers are found this way as soon as we are
@@ -761,6 +760,7 @@ impl Engine {
         self.drive(id);
     }
 
+    /// A peer that is (probably) in swarm `id`: get its manifest or start exchanging.
     fn add_swarm_peer(&mut self, id: ContentId, peer: PeerId) {
         if peer == *self.swarm.local_peer_id() || self.banned.contains(&peer) {
             return;
@@ -1248,18 +1248,38 @@ impl Engine {
                 continue;
             };
             match &mut c.phase {
-                Phase::Searching { .. } => {
-                    if c.search_deadline.is_some_and(|d| d <= now) && c.providers.is_empty() {
-                        if let Some(ev) = c.events.take() {
-                            let _ = ev.try_send(GetEvent::Failed(format!(
+                Phase::Searching { asked, .. } => {
+                    if c.search_deadline.is_some_and(|d| d <= now) {
+                        let why = if c.providers.is_empty() {
+                            format!(
                                 "no providers found for {id} within {:?}; check the ID and that a seeder is running and bootstrapped",
                                 self.config.find_timeout
-                            )));
+                            )
+                        } else {
+                            format!(
+                                "found {} provider(s) of {id} but none sent its manifest within {:?}",
+                                c.providers.len(),
+                                self.config.find_timeout
+                            )
+                        };
+                        if let Some(ev) = c.events.take() {
+                            let _ = ev.try_send(GetEvent::Failed(why));
                         }
                         self.contents.remove(&id);
                         continue;
                     }
-                    if c.next_search <= now {
+                    // Asks that failed are retried from the providers we know, without
+                    // waiting for the DHT query (which may run on for its full timeout).
+                    let retry: Vec<PeerId> = if asked.is_empty() {
+                        c.providers.iter().take(8).copied().collect()
+                    } else {
+                        Vec::new()
+                    };
+                    let search_due = c.next_search <= now;
+                    for p in retry {
+                        self.add_swarm_peer(id, p);
+                    }
+                    if search_due {
                         self.search(id);
                     }
                 }
