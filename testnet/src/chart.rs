@@ -103,6 +103,8 @@ where
     chart
         .configure_mesh()
         .x_desc("N (peers)")
+        .x_label_formatter(&|x| format!("{x:.0}"))
+        .y_label_formatter(&|y| format!("{y:.0}"))
         .y_desc("minimum distribution time (s)")
         .label_style(("sans-serif", 15))
         .axis_desc_style(("sans-serif", 16))

@@ -27,6 +27,8 @@ pub struct DistributionConfig {
     pub modes: Vec<Mode>,
     /// File size F.
     pub size: ByteSize,
+    /// Chunk size of the share (`None`: the node's default).
+    pub chunk_size: Option<ByteSize>,
     /// Each peer's upload u.
     pub upload: Rate,
     /// The seeder's upload u_s.
@@ -62,6 +64,8 @@ pub struct Row {
     pub first_done: f64,
     /// CPU seconds all nodes used, start to finish.
     pub cpu_seconds: f64,
+    /// Packets dropped by tbf: seeder upload, leecher uploads, leecher downloads.
+    pub drops: (u64, u64, u64),
 }
 
 impl Row {
@@ -110,14 +114,13 @@ pub async fn run(bin: &Path, run: &Path, cfg: &DistributionConfig) -> anyhow::Re
                 Mode::P2p => params.p2p(),
                 Mode::ClientServer => params.client_server(),
             };
-            let dir = run.join(format!("n{n}-{mode}"));
-            std::fs::create_dir_all(&dir)
-                .with_context(|| format!("cannot create {}", dir.display()))?;
+            let dir = fresh_dir(run, &format!("n{n}-{mode}"))?;
             let run_cfg = NsRunConfig {
                 leechers: n,
                 mode,
                 source: source.clone(),
                 size: cfg.size,
+                chunk_size: cfg.chunk_size,
                 server_upload: cfg.server_upload,
                 upload: cfg.upload,
                 download: cfg.download,
@@ -139,8 +142,9 @@ pub async fn run(bin: &Path, run: &Path, cfg: &DistributionConfig) -> anyhow::Re
             }
             let mut row = row_of(n, mode, bound, report);
             row.cpu_seconds = outcome.cpu_seconds;
+            row.drops = outcome.drops;
             println!(
-                "N={n:<3} {:<3} measured {:>7.2} s  bound {:>7.2} s  ratio {:.2}  (seeder sent {:.1} MiB, peers {:.1} MiB, {:.1}% downloaded beyond N·F, nodes kept {:.0}% of the CPUs busy)",
+                "N={n:<3} {:<3} measured {:>7.2} s  bound {:>7.2} s  ratio {:.2}  (seeder sent {:.1} MiB, peers {:.1} MiB, {:.1}% downloaded beyond N·F, nodes kept {:.0}% of the CPUs busy, tbf dropped {}+{}+{} packets)",
                 mode.as_str(),
                 row.measured,
                 row.bound,
@@ -149,6 +153,9 @@ pub async fn run(bin: &Path, run: &Path, cfg: &DistributionConfig) -> anyhow::Re
                 row.leechers_uploaded as f64 / 1048576.0,
                 excess_pct(&row, cfg.size),
                 100.0 * row.cpu_busy(),
+                row.drops.0,
+                row.drops.1,
+                row.drops.2,
             );
             rows.push(row);
             write_csv(&csv, cfg, &rows)?;
@@ -176,6 +183,23 @@ pub async fn run(bin: &Path, run: &Path, cfg: &DistributionConfig) -> anyhow::Re
         chart_base.with_extension("png").display()
     );
     Ok(rows)
+}
+
+/// Creates `<run>/<name>`, or `<name>-2`, `-3`… when N repeats: a node
+/// must never find a previous run's data dir (it would resume, not fetch).
+fn fresh_dir(run: &Path, name: &str) -> anyhow::Result<PathBuf> {
+    for k in 1..1000 {
+        let dir = match k {
+            1 => run.join(name),
+            _ => run.join(format!("{name}-{k}")),
+        };
+        match std::fs::create_dir(&dir) {
+            Ok(()) => return Ok(dir),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e).with_context(|| format!("cannot create {}", dir.display())),
+        }
+    }
+    bail!("too many runs named {name} in {}", run.display())
 }
 
 /// The bound inputs for N peers.
@@ -219,6 +243,7 @@ fn row_of(n: usize, mode: Mode, bound: f64, report: &Report) -> Row {
         downloaded: down,
         first_done: if first.is_finite() { first } else { 0.0 },
         cpu_seconds: 0.0,
+        drops: (0, 0, 0),
     }
 }
 
@@ -233,13 +258,14 @@ pub fn csv_text(cfg: &DistributionConfig, rows: &[Row]) -> String {
     let mut out = String::from(
         "n,mode,measured_s,bound_s,ratio,size_bytes,upload_bps,server_upload_bps,download_bps,\
          tbf_burst_bytes,tbf_latency_ms,first_done_s,seeder_uploaded_bytes,peers_uploaded_bytes,\
-         downloaded_bytes,excess_download_pct,node_cpu_s\n",
+         downloaded_bytes,excess_download_pct,node_cpu_s,tbf_drops_seeder,tbf_drops_peers_up,\
+         tbf_drops_peers_down\n",
     );
     for r in rows {
         let download = cfg.download.map(|d| d.0.to_string()).unwrap_or_default();
         let _ = writeln!(
             out,
-            "{},{},{:.3},{:.3},{:.3},{},{},{},{download},{},{},{:.3},{},{},{},{:.2},{:.2}",
+            "{},{},{:.3},{:.3},{:.3},{},{},{},{download},{},{},{:.3},{},{},{},{:.2},{:.2},{},{},{}",
             r.n,
             r.mode,
             r.measured,
@@ -256,6 +282,9 @@ pub fn csv_text(cfg: &DistributionConfig, rows: &[Row]) -> String {
             r.downloaded,
             excess_pct(r, cfg.size),
             r.cpu_seconds,
+            r.drops.0,
+            r.drops.1,
+            r.drops.2,
         );
     }
     out
@@ -276,6 +305,7 @@ mod tests {
             peers: vec![5],
             modes: vec![Mode::P2p],
             size: ByteSize(16 << 20),
+            chunk_size: None,
             upload: Rate(8_000_000),
             server_upload: Rate(32_000_000),
             download: None,
@@ -294,6 +324,7 @@ mod tests {
             downloaded: 80 << 20,
             first_done: 7.5,
             cpu_seconds: 3.0,
+            drops: (1, 2, 3),
         };
         let text = csv_text(&cfg, &[row]);
         let lines: Vec<&str> = text.lines().collect();
@@ -305,6 +336,6 @@ mod tests {
             "{}",
             lines[1]
         );
-        assert!(lines[1].ends_with(",0.00,3.00"), "{}", lines[1]);
+        assert!(lines[1].ends_with(",0.00,3.00,1,2,3"), "{}", lines[1]);
     }
 }

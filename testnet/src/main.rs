@@ -106,6 +106,10 @@ enum Command {
         /// File size F (e.g. 16MiB, 64MiB).
         #[arg(long, default_value = "16MiB")]
         size: ByteSize,
+        /// Chunk size, passed to `node share --chunk-size` (a power of two,
+        /// e.g. 256KiB). Default: the node's choice.
+        #[arg(long)]
+        chunk_size: Option<ByteSize>,
         /// Upload cap u of every leecher (tc tbf; e.g. 8mbit, 1MiB).
         #[arg(long, default_value = "8mbit", value_name = "RATE")]
         upload: Rate,
@@ -231,6 +235,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             peers,
             modes,
             size,
+            chunk_size,
             upload,
             server_upload,
             download,
@@ -243,6 +248,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 peers: peers.clone(),
                 modes: modes.clone(),
                 size: *size,
+                chunk_size: *chunk_size,
                 upload: *upload,
                 server_upload: *server_upload,
                 download: *download,

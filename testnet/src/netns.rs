@@ -209,6 +209,21 @@ impl Testbed {
         Ok(slot)
     }
 
+    /// Packets each node's caps dropped so far (tbf queue full): upload and
+    /// download, in the order nodes were added. Drops make TCP back off, so
+    /// many of them mean the queue (`latency`) or `burst` is too small.
+    pub fn drops(&self) -> anyhow::Result<Vec<(String, u64, u64)>> {
+        let hub = &self.namespaces[0];
+        let mut out = Vec::with_capacity(self.slots.len());
+        for (k, slot) in self.slots.iter().enumerate() {
+            let up = ipcmd::tc(["-s", "-n", &slot.netns, "qdisc", "show", "dev", NODE_IF])?;
+            let port = format!("p{}", k + 1);
+            let down = ipcmd::tc(["-s", "-n", hub, "qdisc", "show", "dev", &port])?;
+            out.push((slot.name.clone(), tbf_dropped(&up), tbf_dropped(&down)));
+        }
+        Ok(out)
+    }
+
     /// Kills every process still inside the testbed's namespaces and deletes
     /// them (their interfaces go with them). Safe to call twice.
     pub fn teardown(&mut self) -> anyhow::Result<()> {
@@ -307,6 +322,26 @@ fn owner_pid(name: &str) -> Option<u32> {
         .ok()
 }
 
+/// The `dropped` count of the tbf qdisc in `tc -s qdisc show` output (0 when
+/// there is no tbf: an uncapped link drops nothing of ours).
+fn tbf_dropped(tc_output: &str) -> u64 {
+    let mut in_tbf = false;
+    for line in tc_output.lines() {
+        if line.starts_with("qdisc ") {
+            in_tbf = line.starts_with("qdisc tbf ");
+        } else if in_tbf {
+            if let Some(rest) = line.split("(dropped ").nth(1) {
+                let n = rest
+                    .split(|c: char| !c.is_ascii_digit())
+                    .next()
+                    .unwrap_or("");
+                return n.parse().unwrap_or(0);
+            }
+        }
+    }
+    0
+}
+
 /// The address of the k-th node (1-based): 10.77.0.11, 10.77.0.12, …
 fn node_ip(k: usize) -> Ipv4Addr {
     let host = u32::try_from(k + 10).unwrap_or(u32::MAX);
@@ -351,6 +386,16 @@ mod tests {
         assert_eq!(owner_pid("kswt-1234-7-leecher-3"), Some(1234));
         assert_eq!(owner_pid("kswt-x-0-hub"), None);
         assert_eq!(owner_pid("other-1234-0-hub"), None);
+    }
+
+    #[test]
+    fn reads_tbf_drops() {
+        let out = "qdisc tbf 8001: root refcnt 3 rate 8Mbit burst 32Kb lat 50ms \n \
+                   Sent 17553420 bytes 11808 pkt (dropped 42, overlimits 9317 requeues 0) \n \
+                   backlog 0b 0p requeues 0\n";
+        assert_eq!(tbf_dropped(out), 42);
+        let noqueue = "qdisc noqueue 0: root refcnt 2 \n Sent 0 bytes 0 pkt (dropped 7, overlimits 0 requeues 0)\n";
+        assert_eq!(tbf_dropped(noqueue), 0);
     }
 
     #[test]

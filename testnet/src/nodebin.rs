@@ -76,9 +76,14 @@ async fn build(manifest: &Path, target_dir: &Path) -> anyhow::Result<()> {
     // that watch them (ring's) rebuild the whole libp2p stack every time.
     for (k, _) in std::env::vars_os() {
         let k = k.to_string_lossy();
-        if ["CARGO_PKG_", "CARGO_MANIFEST_", "CARGO_CRATE_", "CARGO_BIN_"]
-            .iter()
-            .any(|p| k.starts_with(p))
+        if [
+            "CARGO_PKG_",
+            "CARGO_MANIFEST_",
+            "CARGO_CRATE_",
+            "CARGO_BIN_",
+        ]
+        .iter()
+        .any(|p| k.starts_with(p))
             || ["CARGO_PRIMARY_PACKAGE", "CARGO_TARGET_TMPDIR", "OUT_DIR"].contains(&&*k)
         {
             cmd.env_remove(&*k);

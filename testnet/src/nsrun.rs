@@ -70,6 +70,8 @@ pub struct NsRunConfig {
     pub source: PathBuf,
     /// Its size F.
     pub size: ByteSize,
+    /// `node share --chunk-size` (`None`: the node's default).
+    pub chunk_size: Option<ByteSize>,
     /// Seeder upload cap u_s.
     pub server_upload: Rate,
     /// Each leecher's upload cap u.
@@ -94,6 +96,8 @@ pub struct NsRunOutcome {
     /// CPU seconds all nodes had used when the last leecher finished: on a
     /// small machine a swarm can be CPU-bound rather than link-bound.
     pub cpu_seconds: f64,
+    /// Packets the tbf caps dropped: (seeder's upload, leechers' uploads, leechers' downloads).
+    pub drops: (u64, u64, u64),
 }
 
 /// Runs one distribution in `run` (a folder for node dirs and logs) with the
@@ -123,6 +127,13 @@ pub async fn run(
         &mut cpu_seconds,
     )
     .await;
+    let drops = match bed.drops() {
+        Ok(per_node) => sum_drops(&per_node),
+        Err(e) => {
+            eprintln!("testnet: warning: cannot read tbf statistics: {e:#}");
+            (0, 0, 0)
+        }
+    };
     if sup.running() > 0 {
         sup.shutdown(procs::GRACE, std::future::pending()).await;
     }
@@ -136,7 +147,21 @@ pub async fn run(
         prefix,
         pids,
         cpu_seconds,
+        drops,
     })
+}
+
+fn sum_drops(per_node: &[(String, u64, u64)]) -> (u64, u64, u64) {
+    let mut sum = (0, 0, 0);
+    for (name, up, down) in per_node {
+        if name == "seeder" {
+            sum.0 += up;
+        } else if name.starts_with("leecher-") {
+            sum.1 += up;
+            sum.2 += down;
+        }
+    }
+    sum
 }
 
 async fn distribute(
@@ -174,6 +199,10 @@ async fn distribute(
         .opt("--data-dir", &files.data)
         .opt("--bootstrap", &boot)
         .opt("--stats-file", &files.stats);
+    let args = match cfg.chunk_size {
+        Some(c) => args.opt("--chunk-size", c.0.to_string()),
+        None => args,
+    };
     let seeder = spawn(sup, &slot, &args, &files)?;
     let hashing = Duration::from_secs_f64(cfg.size.0 as f64 / 10e6);
     let deadline = tokio::time::Instant::now() + STARTUP_TIMEOUT + hashing;
