@@ -568,3 +568,69 @@ fn a_slot_freed_by_a_finished_peer_is_given_away_at_once() {
         "the freed slot went unused until the next round: {after:?}"
     );
 }
+
+#[test]
+fn news_of_a_chunk_skips_peers_that_want_it_but_are_choked() {
+    let data = content(20 * MIN_CHUNK_SIZE as usize);
+    let (manifest, tree) = build(&data);
+    let count = manifest.chunk_count();
+    let t0 = Instant::now();
+    let config = TransferConfig::default();
+    let mut seed = Transfer::new(
+        manifest.clone(),
+        tree.clone(),
+        &Bitfield::full(count),
+        config.clone(),
+        1,
+    );
+    let mut me = Transfer::new(
+        manifest.clone(),
+        MerkleTree::with_root(manifest.root, count),
+        &Bitfield::new(count),
+        config.clone(),
+        2,
+    );
+    // Peer 0 is the seed; peers 1..=7 have nothing and want what we get.
+    let wants = HaveInfo {
+        have: HaveSet::Nothing,
+        interested: true,
+        choking: true,
+    };
+    seed.handle_peer_connected(t0, 100);
+    seed.handle_have(t0, 100, &wants).unwrap();
+    me.handle_peer_connected(t0, 0);
+    me.handle_have(t0, 0, &seed.have_info(&100)).unwrap();
+    for p in 1..=7u32 {
+        me.handle_peer_connected(t0, p);
+        me.handle_have(t0, p, &wants).unwrap();
+    }
+    while me.poll_action().is_some() {}
+    let choked: Vec<u32> = (1..=7u32).filter(|p| me.have_info(p).choking).collect();
+    assert_eq!(choked.len(), 2, "5 of 7 interested peers get a slot");
+
+    let ChunkAnswer::Serve(proof) = seed.handle_chunk_request(t0, 100, 0) else {
+        panic!("seed should serve");
+    };
+    let t1 = t0 + Duration::from_millis(10);
+    let chunk0 = chunk(&manifest, &data, 0);
+    assert_eq!(
+        me.handle_chunk(t1, 0, 0, &chunk0, &proof.to_bytes()),
+        Ok(ChunkVerdict::Store)
+    );
+    me.handle_chunk_stored(t1, 0);
+    me.handle_timeout(t1 + config.have_batch_delay);
+    let mut told = BTreeSet::new();
+    while let Some(a) = me.poll_action() {
+        if let Action::SendHave { peer, .. } = a {
+            told.insert(peer);
+        }
+    }
+    for p in 1..=7u32 {
+        let expect = !choked.contains(&p);
+        assert_eq!(
+            told.contains(&p),
+            expect,
+            "peer {p}: told {told:?}, choked {choked:?}"
+        );
+    }
+}
