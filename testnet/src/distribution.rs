@@ -29,6 +29,8 @@ pub struct DistributionConfig {
     pub size: ByteSize,
     /// Chunk size of the share (`None`: the node's default).
     pub chunk_size: Option<ByteSize>,
+    /// `node --threads` for every node (`None`: the node's default).
+    pub node_threads: Option<u16>,
     /// Each peer's upload u.
     pub upload: Rate,
     /// The seeder's upload u_s.
@@ -121,6 +123,7 @@ pub async fn run(bin: &Path, run: &Path, cfg: &DistributionConfig) -> anyhow::Re
                 source: source.clone(),
                 size: cfg.size,
                 chunk_size: cfg.chunk_size,
+                node_threads: cfg.node_threads,
                 server_upload: cfg.server_upload,
                 upload: cfg.upload,
                 download: cfg.download,
@@ -306,6 +309,7 @@ mod tests {
             modes: vec![Mode::P2p],
             size: ByteSize(16 << 20),
             chunk_size: None,
+            node_threads: None,
             upload: Rate(8_000_000),
             server_upload: Rate(32_000_000),
             download: None,

@@ -96,6 +96,14 @@ impl Args {
         self
     }
 
+    /// Adds `flag value` when there is a value.
+    pub fn opt_some(self, flag: &str, value: Option<impl Into<OsString>>) -> Self {
+        match value {
+            Some(v) => self.opt(flag, v),
+            None => self,
+        }
+    }
+
     /// Adds a bare `--flag`.
     pub fn flag(mut self, flag: &str) -> Self {
         self.0.push(flag.into());

@@ -110,6 +110,11 @@ enum Command {
         /// e.g. 256KiB). Default: the node's choice.
         #[arg(long)]
         chunk_size: Option<ByteSize>,
+        /// Runtime worker threads of each node (`node --threads`). One suits a
+        /// small machine running dozens of nodes; 0 leaves the node's default
+        /// (one per core).
+        #[arg(long, default_value_t = 1)]
+        node_threads: u16,
         /// Upload cap u of every leecher (tc tbf; e.g. 8mbit, 1MiB).
         #[arg(long, default_value = "8mbit", value_name = "RATE")]
         upload: Rate,
@@ -236,6 +241,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             modes,
             size,
             chunk_size,
+            node_threads,
             upload,
             server_upload,
             download,
@@ -249,6 +255,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 modes: modes.clone(),
                 size: *size,
                 chunk_size: *chunk_size,
+                node_threads: (*node_threads > 0).then_some(*node_threads),
                 upload: *upload,
                 server_upload: *server_upload,
                 download: *download,

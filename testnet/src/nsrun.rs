@@ -72,6 +72,8 @@ pub struct NsRunConfig {
     pub size: ByteSize,
     /// `node share --chunk-size` (`None`: the node's default).
     pub chunk_size: Option<ByteSize>,
+    /// `node --threads` for every node (`None`: the node's default, one per core).
+    pub node_threads: Option<u16>,
     /// Seeder upload cap u_s.
     pub server_upload: Rate,
     /// Each leecher's upload cap u.
@@ -177,6 +179,7 @@ async fn distribute(
     let files = NodeFiles::create(run, "bootstrap")?;
     let args = Args::new(["join"])
         .opt("--listen", slot.listen_addr())
+        .opt_some("--threads", cfg.node_threads.map(|n| n.to_string()))
         .opt("--data-dir", &files.data);
     let boot_id = spawn(sup, &slot, &args, &files)?;
     let deadline = tokio::time::Instant::now() + STARTUP_TIMEOUT;
@@ -196,6 +199,7 @@ async fn distribute(
     let files = NodeFiles::create(run, "seeder")?;
     let args = Args::new([OsString::from("share"), cfg.source.clone().into()])
         .opt("--listen", slot.listen_addr())
+        .opt_some("--threads", cfg.node_threads.map(|n| n.to_string()))
         .opt("--data-dir", &files.data)
         .opt("--bootstrap", &boot)
         .opt("--stats-file", &files.stats);
@@ -244,6 +248,7 @@ async fn distribute(
         let mut args = Args::new(["get".to_string(), content_id.to_string()])
             .opt("--out", &out)
             .opt("--listen", slot.listen_addr())
+            .opt_some("--threads", cfg.node_threads.map(|n| n.to_string()))
             .opt("--data-dir", &files.data)
             .opt("--bootstrap", &boot)
             .opt("--stats-file", &files.stats);

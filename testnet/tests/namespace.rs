@@ -60,6 +60,7 @@ async fn capped_three_peer_transfer_leaves_nothing_behind() {
         source,
         size,
         chunk_size: None,
+        node_threads: Some(1),
         server_upload: Rate(16_000_000),
         upload: Rate(8_000_000),
         download: Some(Rate(40_000_000)),
