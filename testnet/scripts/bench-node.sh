@@ -7,7 +7,8 @@
 # Usage: testnet/scripts/bench-node.sh [throughput|provider|all]
 # Env: NODE_BIN (default target/release/node), WORK (default a temp dir),
 #      OUT_DIR (where the leecher writes; default under WORK; try /dev/shm to
-#      leave the disk out), SIZE_MIB, RUNS.
+#      leave the disk out), SIZE_MIB, RUNS, THREADS (node --threads; seeder and
+#      leecher share this machine's cores, so 1 each avoids cross-thread wake-ups).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 NODE_BIN=${NODE_BIN:-$PWD/target/release/node}
@@ -15,6 +16,8 @@ NODE_BIN=${NODE_BIN:-$PWD/target/release/node}
 WORK=${WORK:-$(mktemp -d /tmp/kadswarm-bench.XXXXXX)}
 SIZE_MIB=${SIZE_MIB:-1024}
 RUNS=${RUNS:-5}
+EXTRA=()
+[ -n "${THREADS:-}" ] && EXTRA=(--threads "$THREADS")
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
 trap cleanup EXIT INT TERM
@@ -22,7 +25,7 @@ trap cleanup EXIT INT TERM
 # start NAME ARGS... : runs a node in the background, stdout to WORK/NAME.out.
 start() {
     local name=$1; shift
-    "$NODE_BIN" "$@" --listen /ip4/127.0.0.1/tcp/0 --data-dir "$WORK/$name-data" \
+    "$NODE_BIN" "$@" "${EXTRA[@]}" --listen /ip4/127.0.0.1/tcp/0 --data-dir "$WORK/$name-data" \
         >"$WORK/$name.out" 2>"$WORK/$name.log" &
     PIDS+=($!)
 }
@@ -45,7 +48,7 @@ throughput() {
     rm -rf "$out"
     local t0 t1
     t0=$(date +%s.%N)
-    /usr/bin/time -v "$NODE_BIN" get "$ID" --no-seed --out "$out" --bootstrap "$BOOT" \
+    /usr/bin/time -v "$NODE_BIN" get "$ID" "${EXTRA[@]}" --no-seed --out "$out" --bootstrap "$BOOT" \
         --listen /ip4/127.0.0.1/tcp/0 --data-dir "$WORK/get-data" \
         >"$WORK/get.out" 2>"$WORK/get.log"
     t1=$(date +%s.%N)
