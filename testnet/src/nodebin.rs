@@ -68,26 +68,34 @@ fn target_dir_of(exe_dir: &Path) -> PathBuf {
     profile_dir.parent().unwrap_or(profile_dir).to_path_buf()
 }
 
+/// Variables cargo sets for the package it runs (`cargo run`, `cargo test`).
+///
+/// A nested `cargo build` must not inherit them: build scripts that watch
+/// them (ring's) would see them change and rebuild the whole libp2p stack.
+pub fn package_env_vars() -> Vec<std::ffi::OsString> {
+    std::env::vars_os()
+        .map(|(k, _)| k)
+        .filter(|k| {
+            let k = k.to_string_lossy();
+            [
+                "CARGO_PKG_",
+                "CARGO_MANIFEST_",
+                "CARGO_CRATE_",
+                "CARGO_BIN_",
+            ]
+            .iter()
+            .any(|p| k.starts_with(p))
+                || ["CARGO_PRIMARY_PACKAGE", "CARGO_TARGET_TMPDIR", "OUT_DIR"].contains(&&*k)
+        })
+        .collect()
+}
+
 async fn build(manifest: &Path, target_dir: &Path) -> anyhow::Result<()> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     eprintln!("testnet: building the node binary (cargo build --release -p node)");
     let mut cmd = tokio::process::Command::new(&cargo);
-    // `cargo run` sets these for us; passed on, they would make build scripts
-    // that watch them (ring's) rebuild the whole libp2p stack every time.
-    for (k, _) in std::env::vars_os() {
-        let k = k.to_string_lossy();
-        if [
-            "CARGO_PKG_",
-            "CARGO_MANIFEST_",
-            "CARGO_CRATE_",
-            "CARGO_BIN_",
-        ]
-        .iter()
-        .any(|p| k.starts_with(p))
-            || ["CARGO_PRIMARY_PACKAGE", "CARGO_TARGET_TMPDIR", "OUT_DIR"].contains(&&*k)
-        {
-            cmd.env_remove(&*k);
-        }
+    for k in package_env_vars() {
+        cmd.env_remove(k);
     }
     let status = cmd
         .args(["build", "--release", "-p", "node", "--manifest-path"])

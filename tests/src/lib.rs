@@ -38,25 +38,8 @@ pub fn node_bin() -> PathBuf {
         let mut cmd = std::process::Command::new(cargo);
         cmd.current_dir(&root)
             .args(["build", "-p", "node", "--bin", "node"]);
-        // Cargo sets these for the test process; passed on, they would make
-        // build scripts that watch them (ring's) rebuild the whole stack.
-        for (k, _) in std::env::vars_os() {
-            let k = k.to_string_lossy();
-            if [
-                "CARGO_PKG_",
-                "CARGO_MANIFEST_",
-                "CARGO_CRATE_",
-                "CARGO_BIN_",
-            ]
-            .iter()
-            .any(|p| k.starts_with(p))
-                || ["CARGO_PRIMARY_PACKAGE", "CARGO_TARGET_TMPDIR", "OUT_DIR"].contains(&&*k)
-            {
-                cmd.env_remove(&*k);
-            }
-        }
-        if release {
-            cmd.arg("--release");
+        for k in testnet::nodebin::package_env_vars() {
+            cmd.env_remove(k);
         }
         let status = cmd
             .status()
