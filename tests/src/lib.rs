@@ -38,6 +38,9 @@ pub fn node_bin() -> PathBuf {
         let mut cmd = std::process::Command::new(cargo);
         cmd.current_dir(&root)
             .args(["build", "-p", "node", "--bin", "node"]);
+        if release {
+            cmd.arg("--release");
+        }
         for k in testnet::nodebin::package_env_vars() {
             cmd.env_remove(k);
         }
