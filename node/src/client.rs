@@ -47,8 +47,6 @@ pub enum GetEvent {
         total: u32,
         /// Peers we exchange with.
         peers: usize,
-        /// Chunk bytes received so far by this node.
-        downloaded: u64,
     },
     /// Every chunk is verified and the content sits at this path.
     Completed(PathBuf),

@@ -1290,7 +1290,6 @@ impl Engine {
                             have: a.transfer.have().count_ones(),
                             total: a.transfer.have().len(),
                             peers: a.transfer.peer_count(),
-                            downloaded: 0,
                         });
                     }
                     let need_peers = a.transfer.peer_count() < self.config.wanted_peers;

@@ -209,9 +209,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         human(m.total_length()),
                         m.chunk_count()
                     ),
-                    Some(GetEvent::Progress {
-                        have, total, peers, ..
-                    }) => {
+                    Some(GetEvent::Progress { have, total, peers }) => {
                         progress = (have, total);
                         write_stats(&client, &net, Some(progress)).await;
                         if last_print.elapsed() >= Duration::from_secs(1) && total > 0 {

@@ -1,11 +1,12 @@
 //! Test content: files of pseudo-random bytes that are the same on every
 //! machine for a given seed (SplitMix64), and SHA-256 of files on disk.
 //!
-//! These functions block; run them with `tokio::task::spawn_blocking`.
+//! These functions block (except `generate_source`, which moves the work to
+//! a blocking thread); run them with `tokio::task::spawn_blocking`.
 
 use std::fs::File;
 use std::io::{BufWriter, Read, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use sha2::{Digest, Sha256};
@@ -44,6 +45,23 @@ impl SplitMix64 {
             tail.copy_from_slice(&bytes[..tail.len()]);
         }
     }
+}
+
+/// Generates the file a run shares, `<run>/source/<file_name>`, off the
+/// async runtime; returns the `source` folder, the file and its SHA-256.
+pub async fn generate_source(
+    run: &Path,
+    file_name: &str,
+    size: u64,
+    seed: u64,
+) -> anyhow::Result<(PathBuf, PathBuf, String)> {
+    let dir = run.join("source");
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let file = dir.join(file_name);
+    eprintln!("testnet: generating {file_name} (seed {seed})");
+    let path = file.clone();
+    let sha256 = tokio::task::spawn_blocking(move || generate(&path, size, seed)).await??;
+    Ok((dir, file, sha256))
 }
 
 /// Writes `size` pseudo-random bytes for `seed` to a new file at `path` and

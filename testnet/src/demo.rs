@@ -51,18 +51,9 @@ pub async fn run(sup: &mut Supervisor, run: &Path, cfg: &DemoConfig) -> anyhow::
     }
 
     // The content.
-    let source_dir = run.join("source");
-    std::fs::create_dir_all(&source_dir)
-        .with_context(|| format!("cannot create {}", source_dir.display()))?;
-    let source = source_dir.join(format!("kadswarm-demo-{}.bin", cfg.size));
-    eprintln!(
-        "testnet: generating {} test file (seed {})",
-        cfg.size, cfg.seed
-    );
-    let source_sha256 = {
-        let (path, size, seed) = (source.clone(), cfg.size.0, cfg.seed);
-        tokio::task::spawn_blocking(move || datagen::generate(&path, size, seed)).await??
-    };
+    let name = format!("kadswarm-demo-{}.bin", cfg.size);
+    let (source_dir, source, source_sha256) =
+        datagen::generate_source(run, &name, cfg.size.0, cfg.seed).await?;
 
     // Bootstrap and seeder.
     let (_, boot) = loopback::start_join(sup, run, "bootstrap", None).await?;

@@ -92,18 +92,9 @@ pub async fn run(bin: &Path, run: &Path, cfg: &DistributionConfig) -> anyhow::Re
     if cfg.size.0 == 0 {
         bail!("--size must be at least 1 byte");
     }
-    let source_dir = run.join("source");
-    std::fs::create_dir_all(&source_dir)
-        .with_context(|| format!("cannot create {}", source_dir.display()))?;
-    let source = source_dir.join(format!("kadswarm-{}.bin", cfg.size));
-    eprintln!(
-        "testnet: generating {} test file (seed {})",
-        cfg.size, cfg.seed
-    );
-    let source_sha256 = {
-        let (path, size, seed) = (source.clone(), cfg.size.0, cfg.seed);
-        tokio::task::spawn_blocking(move || datagen::generate(&path, size, seed)).await??
-    };
+    let name = format!("kadswarm-{}.bin", cfg.size);
+    let (source_dir, source, source_sha256) =
+        datagen::generate_source(run, &name, cfg.size.0, cfg.seed).await?;
 
     let csv = run.join("distribution.csv");
     let chart_base = run.join("distribution");

@@ -331,6 +331,23 @@ impl Drop for Supervisor {
     }
 }
 
+/// Whether process `pid` still runs: a zombie awaiting its reaper, or a
+/// PID with no `/proc` entry, counts as gone.
+pub fn is_running(pid: u32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    // The state is the first field after the command name, which may hold spaces or ')'.
+    let state = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .trim_start()
+        .chars()
+        .next();
+    !matches!(state, None | Some('Z') | Some('X'))
+}
+
 /// utime + stime of `pid` from `/proc/<pid>/stat`, in seconds (the kernel
 /// reports them in USER_HZ ticks, 100 per second on Linux).
 fn cpu_seconds_of(pid: u32) -> Option<f64> {
@@ -553,19 +570,8 @@ mod tests {
             sup.next_line(id, deadline, "up").await.unwrap();
             pid = sup.children[0].child.id().unwrap();
         }
-        // Gone (or at worst a zombie awaiting reaping): signal 0 fails or the state is Z.
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        let state = stat
-            .rsplit(')')
-            .next()
-            .unwrap_or("")
-            .trim_start()
-            .chars()
-            .next();
-        assert!(
-            matches!(state, None | Some('Z')),
-            "child {pid} still running: {stat}"
-        );
+        // Gone, or at worst a zombie awaiting reaping.
+        assert!(!is_running(pid), "child {pid} still running");
         std::fs::remove_file(log).unwrap();
     }
 }

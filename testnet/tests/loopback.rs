@@ -27,14 +27,7 @@ async fn loopback_swarm_transfers_and_tears_down() {
         .await
         .unwrap_or_else(|e| panic!("demo run failed: {e:#} (logs in {})", run.display()));
 
-    assert_eq!(report.mismatches(), 0, "{}", report.render());
-    let copies: Vec<_> = report
-        .nodes
-        .iter()
-        .filter_map(|n| n.sha256.as_ref())
-        .collect();
-    assert_eq!(copies.len(), 3);
-    assert!(copies.iter().all(|h| **h == report.source_sha256));
+    common::assert_copies_match(&report, 3, &report.source_sha256);
 
     // bootstrap + seeder + 3 leechers, all stopped and reaped.
     assert_eq!(sup.started_pids().len(), 5);
@@ -43,7 +36,7 @@ async fn loopback_swarm_transfers_and_tears_down() {
         .started_pids()
         .iter()
         .copied()
-        .filter(|&p| common::alive(p))
+        .filter(|&p| testnet::procs::is_running(p))
         .collect();
     assert!(left.is_empty(), "node processes still running: {left:?}");
     std::fs::remove_dir_all(&run).expect("remove run folder");

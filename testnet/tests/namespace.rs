@@ -72,14 +72,7 @@ async fn capped_three_peer_transfer_leaves_nothing_behind() {
         .unwrap_or_else(|e| panic!("namespace run failed: {e:#} (logs in {})", run.display()));
 
     let report = &outcome.report;
-    assert_eq!(report.mismatches(), 0, "{}", report.render());
-    let copies: Vec<_> = report
-        .nodes
-        .iter()
-        .filter_map(|n| n.sha256.as_ref())
-        .collect();
-    assert_eq!(copies.len(), 3);
-    assert!(copies.iter().all(|h| **h == sha));
+    common::assert_copies_match(report, 3, &sha);
 
     assert!(outcome.prefix.starts_with(netns::NAME_BASE));
     assert_eq!(namespaces_left(&outcome.prefix), Vec::<String>::new());
@@ -89,7 +82,7 @@ async fn capped_three_peer_transfer_leaves_nothing_behind() {
         .pids
         .iter()
         .copied()
-        .filter(|&p| common::alive(p))
+        .filter(|&p| testnet::procs::is_running(p))
         .collect();
     assert!(left.is_empty(), "node processes still running: {left:?}");
     std::fs::remove_dir_all(&run).expect("remove run folder");
@@ -132,7 +125,11 @@ async fn panicking_owner_still_removes_namespaces_and_processes() {
     assert_eq!(host_links_to(&prefix), Vec::<String>::new());
     // Give the kernel a moment to finish the SIGKILLed sleeps.
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let left: Vec<u32> = pids.iter().copied().filter(|&p| common::alive(p)).collect();
+    let left: Vec<u32> = pids
+        .iter()
+        .copied()
+        .filter(|&p| testnet::procs::is_running(p))
+        .collect();
     assert!(left.is_empty(), "processes still running: {left:?}");
     std::fs::remove_dir_all(&run).expect("remove run folder");
 }

@@ -4,27 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use sha2::{Digest, Sha256};
-
-/// Deterministic pseudo-random bytes (xorshift), so failures reproduce.
-pub fn pseudo_random_bytes(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut out = Vec::with_capacity(len);
-    while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
-
-/// SHA-256 of a file, hex.
-pub fn sha256_file(path: &Path) -> std::io::Result<String> {
-    let data = std::fs::read(path)?;
-    Ok(hex::encode(Sha256::digest(&data)))
-}
+/// Test content and its hash: the same generator and hasher the testnet tools use.
+pub use testnet::datagen::{generate as write_random_file, sha256_file};
 
 /// Path of the `node` binary of this workspace, built once with the same profile as the tests.
 ///

@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use kadswarm_tests::{
-    get_args, path_str, pseudo_random_bytes, read_stats, sha256_file, start_bootstrap,
-    start_seeder, NodeProc,
+    get_args, path_str, read_stats, sha256_file, start_bootstrap, start_seeder, write_random_file,
+    NodeProc,
 };
 use node::NodeConfig;
 
@@ -13,7 +13,7 @@ async fn a_corrupting_peer_is_banned_and_the_copy_is_still_exact() {
     let dir = tempfile::tempdir().unwrap();
     let logs = dir.path().to_path_buf();
     let src = dir.path().join("firmware.img");
-    std::fs::write(&src, pseudo_random_bytes(4 * 1024 * 1024, 5)).unwrap();
+    write_random_file(&src, 4 * 1024 * 1024, 5).unwrap();
 
     let (_boot, boot_addr) = start_bootstrap(&logs);
     // The honest seeder is slow, so the getter surely asks the liar too.

@@ -3,8 +3,8 @@
 use std::time::{Duration, Instant};
 
 use kadswarm_tests::{
-    get_args, path_str, pseudo_random_bytes, read_stats, resume_have_count, sha256_file,
-    start_bootstrap, start_seeder, NodeProc,
+    get_args, path_str, read_stats, resume_have_count, sha256_file, start_bootstrap, start_seeder,
+    write_random_file, NodeProc,
 };
 
 const CHUNK: u64 = 64 * 1024;
@@ -16,7 +16,7 @@ fn a_killed_download_resumes_without_refetching_saved_chunks() {
     let size: u64 = 8 * 1024 * 1024;
     let total_chunks = size.div_ceil(CHUNK) as u32;
     let src = dir.path().join("dataset.tar");
-    std::fs::write(&src, pseudo_random_bytes(size as usize, 11)).unwrap();
+    write_random_file(&src, size, 11).unwrap();
 
     let (_boot, boot_addr) = start_bootstrap(logs);
     // Capped so the download takes ~8 s and can be killed half-way.

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use kadswarm_tests::{
-    get_args, pseudo_random_bytes, sha256_file, start_bootstrap, start_seeder, without_peer_id,
+    get_args, sha256_file, start_bootstrap, start_seeder, without_peer_id, write_random_file,
     NodeProc,
 };
 
@@ -16,7 +16,7 @@ fn a_shared_file_reaches_two_getters_byte_identical() {
     let dir = tempfile::tempdir().unwrap();
     let logs = dir.path();
     let src = dir.path().join("video.bin");
-    std::fs::write(&src, pseudo_random_bytes(5 * 1024 * 1024 + 777, 7)).unwrap();
+    write_random_file(&src, 5 * 1024 * 1024 + 777, 7).unwrap();
     let want = sha256_file(&src).unwrap();
 
     let (_boot, boot_addr) = start_bootstrap(logs);
@@ -61,12 +61,8 @@ fn a_directory_share_keeps_nested_folders_and_empty_files() {
     let src = dir.path().join("album");
     std::fs::create_dir_all(src.join("disc1/bonus")).unwrap();
     std::fs::create_dir_all(src.join("empty-folder")).unwrap();
-    std::fs::write(src.join("cover.jpg"), pseudo_random_bytes(300_001, 1)).unwrap();
-    std::fs::write(
-        src.join("disc1/track01.flac"),
-        pseudo_random_bytes(1_200_000, 2),
-    )
-    .unwrap();
+    write_random_file(&src.join("cover.jpg"), 300_001, 1).unwrap();
+    write_random_file(&src.join("disc1/track01.flac"), 1_200_000, 2).unwrap();
     std::fs::write(src.join("disc1/bonus/notes.txt"), b"liner notes\n").unwrap();
     std::fs::write(src.join("disc1/empty.cue"), b"").unwrap();
 
@@ -94,7 +90,7 @@ fn get_refuses_to_overwrite_a_different_file_and_leaves_it_intact() {
     let dir = tempfile::tempdir().unwrap();
     let logs = dir.path();
     let src = dir.path().join("report.pdf");
-    std::fs::write(&src, pseudo_random_bytes(400_000, 3)).unwrap();
+    write_random_file(&src, 400_000, 3).unwrap();
     let (_boot, boot_addr) = start_bootstrap(logs);
     let (_seeder, id) = start_seeder("seeder", logs, &src, &boot_addr, &[]);
 

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use kadswarm_tests::{pseudo_random_bytes, sha256_file};
+use kadswarm_tests::{sha256_file, write_random_file};
 use node::{Client, NodeConfig};
 
 fn start(config: NodeConfig) -> Client {
@@ -16,7 +16,7 @@ async fn six_leechers_get_identical_copies_and_upload_to_each_other() {
     let dir = tempfile::tempdir().unwrap();
     let size = 6 * 1024 * 1024 + 12_345;
     let src = dir.path().join("payload.bin");
-    std::fs::write(&src, pseudo_random_bytes(size, 42)).unwrap();
+    write_random_file(&src, size as u64, 42).unwrap();
 
     let boot = start(NodeConfig::loopback());
     let boot_addr = boot.listen_addrs().await.unwrap()[0].clone();

@@ -25,17 +25,14 @@ pub fn run_dir(label: &str) -> PathBuf {
     testnet::rundir::create(Some(&dir), label).expect("run folder")
 }
 
-/// Whether process `pid` still runs (a zombie awaiting its reaper counts as gone).
-pub fn alive(pid: u32) -> bool {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return false;
-    };
-    let state = stat
-        .rsplit(')')
-        .next()
-        .unwrap_or("")
-        .trim_start()
-        .chars()
-        .next();
-    !matches!(state, None | Some('Z') | Some('X'))
+/// Asserts every one of `leechers` copies was verified and hashes to `source_sha256`.
+pub fn assert_copies_match(report: &testnet::report::Report, leechers: usize, source_sha256: &str) {
+    assert_eq!(report.mismatches(), 0, "{}", report.render());
+    let copies: Vec<_> = report
+        .nodes
+        .iter()
+        .filter_map(|n| n.sha256.as_ref())
+        .collect();
+    assert_eq!(copies.len(), leechers);
+    assert!(copies.iter().all(|h| *h == source_sha256));
 }
