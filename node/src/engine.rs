@@ -49,8 +49,8 @@ pub struct EngineConfig {
     pub save_interval: Duration,
     /// Most chunk uploads queued for a slot; beyond it requests are answered "choked".
     pub max_queued_uploads: usize,
-    /// Most chunk bytes being read or sent at once (uploads are served
-    /// round-robin across peers within it).
+    /// Most chunk bytes being read or sent at once (queued uploads are served
+    /// neediest peer first, equals taking turns).
     pub max_active_upload_bytes: u64,
     /// Fault injection for tests: flip a bit in every chunk we upload, so
     /// peers' verification and banning can be exercised. Never set it otherwise.
@@ -872,7 +872,7 @@ impl Engine {
             .is_ok()
     }
 
-    /// Starts queued uploads, peers taking turns, while the in-progress bytes allow.
+    /// Starts queued uploads, neediest peer first, while the in-progress bytes allow.
     fn pump_uploads(&mut self) {
         // Peers furthest behind go first, so a swarm finishes together rather than one
         // straggler finishing long after the rest.

@@ -1,9 +1,9 @@
-//! Chunk uploads waiting for a slot, served round-robin across peers.
+//! Chunk uploads waiting for a slot, served by rank across peers.
 //!
-//! Every peer we unchoke gets an equal turn, however many requests it keeps
-//! queued: a peer with a deep pipeline would otherwise take most of our
-//! upload, and the swarm's slowest member would finish last by far (the
-//! fairness libtorrent's bandwidth manager gives). The bytes being read or
+//! The caller ranks peers (the node: fewest chunks held first); peers of
+//! equal rank take turns, however many requests each keeps queued. Served in
+//! arrival order, a peer with a deep pipeline would take most of our upload
+//! and the swarm's slowest member would finish last by far. The bytes being read or
 //! written at once are bounded, which also keeps socket buffers short so a
 //! chunk leaves soon after it is dispatched.
 
@@ -52,15 +52,10 @@ impl<P: Copy + Eq + Hash, R: Copy + Eq + Hash, T> UploadQueue<P, R, T> {
         Ok(())
     }
 
-    /// The next upload to start, from the peer whose turn it is, if a slot is free.
+    /// The next upload to start, if a slot is free: the waiting peer whose
+    /// head upload has the lowest `rank` goes first; equal ranks take turns.
     ///
     /// The caller starts it and reports it with [`UploadQueue::started`].
-    pub fn next_in_turn(&mut self) -> Option<(P, u64, T)> {
-        self.next_by(|_, _| 0)
-    }
-
-    /// As [`UploadQueue::next_in_turn`], but the waiting peer whose head upload has
-    /// the lowest `rank` goes first; equal ranks take turns.
     pub fn next_by(&mut self, mut rank: impl FnMut(&P, &T) -> u64) -> Option<(P, u64, T)> {
         let mut best: Option<(usize, u64)> = None;
         for (pos, peer) in self.turn.iter().enumerate() {
@@ -92,7 +87,7 @@ impl<P: Copy + Eq + Hash, R: Copy + Eq + Hash, T> UploadQueue<P, R, T> {
         Some((peer, bytes, item))
     }
 
-    /// An upload returned by `next_in_turn` or `next_by` is under way as request `id`.
+    /// An upload returned by `next_by` is under way as request `id`.
     pub fn started(&mut self, id: R, bytes: u64) {
         if self.active.insert(id, bytes).is_none() {
             self.active_bytes = self.active_bytes.saturating_add(bytes);
@@ -137,6 +132,11 @@ mod tests {
 
     type Q = UploadQueue<u32, u32, &'static str>;
 
+    /// Every peer ranks the same: pure turn-taking.
+    fn same_rank(_: &u32, _: &&'static str) -> u64 {
+        0
+    }
+
     #[test]
     fn peers_take_turns_however_deep_their_queues() {
         let mut q = Q::new(100, 1 << 20);
@@ -145,7 +145,7 @@ mod tests {
         }
         q.push(2, 10, "modest").unwrap();
         q.push(3, 10, "modest").unwrap();
-        let order: Vec<u32> = (0..5).map(|_| q.next_in_turn().unwrap().0).collect();
+        let order: Vec<u32> = (0..5).map(|_| q.next_by(same_rank).unwrap().0).collect();
         assert_eq!(order, [1, 2, 3, 1, 1]);
         assert_eq!(q.waiting(), 7);
     }
@@ -169,17 +169,17 @@ mod tests {
         for r in 0..4 {
             q.push(r, 10, "x").unwrap();
         }
-        let (_, b1, _) = q.next_in_turn().unwrap();
+        let (_, b1, _) = q.next_by(same_rank).unwrap();
         q.started(100, b1);
-        let (_, b2, _) = q.next_in_turn().unwrap();
+        let (_, b2, _) = q.next_by(same_rank).unwrap();
         q.started(101, b2);
         assert!(
-            q.next_in_turn().is_none(),
+            q.next_by(same_rank).is_none(),
             "a third 10-byte upload exceeds 25 bytes"
         );
         assert!(q.finished(100));
         assert!(!q.finished(100), "finishing twice frees one slot");
-        assert!(q.next_in_turn().is_some());
+        assert!(q.next_by(same_rank).is_some());
         assert_eq!(q.active(), 1);
     }
 
@@ -187,7 +187,7 @@ mod tests {
     fn one_upload_always_fits_even_if_larger_than_the_cap() {
         let mut q = Q::new(10, 5);
         q.push(1, 100, "big").unwrap();
-        assert!(q.next_in_turn().is_some());
+        assert!(q.next_by(same_rank).is_some());
     }
 
     #[test]
@@ -206,7 +206,7 @@ mod tests {
         q.push(2, 1, "b").unwrap();
         assert_eq!(q.remove_peer(&1).len(), 2);
         assert_eq!(q.waiting(), 1);
-        assert_eq!(q.next_in_turn().map(|(p, _, _)| p), Some(2));
-        assert!(q.next_in_turn().is_none());
+        assert_eq!(q.next_by(same_rank).map(|(p, _, _)| p), Some(2));
+        assert!(q.next_by(same_rank).is_none());
     }
 }

@@ -475,7 +475,8 @@ impl<P: Copy + Ord + std::hash::Hash + std::fmt::Debug> Transfer<P> {
             self.actions.push_back(Action::Announce);
         }
         let batch = now + self.config.have_batch_delay;
-        let have = self.picker.have().clone();
+        // Disjoint fields: read our bitfield in place while updating every peer.
+        let have = self.picker.have();
         for p in self.peers.values_mut() {
             // News of a chunk is urgent for peers we unchoke (they can request it) and
             // for peers not yet interested in us (it may make them so). A peer already
@@ -484,7 +485,7 @@ impl<P: Copy + Ord + std::hash::Hash + std::fmt::Debug> Transfer<P> {
             // this cuts have traffic several-fold.
             // A change in our interest matters to every peer (it may free a slot for us).
             let was_interested = p.we_interested;
-            p.we_interested = p.have.has_any_missing_from(&have);
+            p.we_interested = p.have.has_any_missing_from(have);
             let can_act = !p.we_choke || !p.interested_in_us;
             if (can_act && !p.have.is_full()) || was_interested != p.we_interested {
                 p.next_have = p.next_have.min(batch);
