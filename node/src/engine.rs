@@ -429,7 +429,8 @@ impl Engine {
             self.config.transfer.clone(),
             self.seed,
         );
-        let announce_now = transfer.have().count_ones() > 0;
+        // A partial seed is a seed; zero-byte content is whole from the start.
+        let announce_now = complete || transfer.have().count_ones() > 0;
         let providers = self
             .contents
             .get(&id)
