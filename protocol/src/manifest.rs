@@ -49,6 +49,7 @@ pub fn auto_chunk_size(total: u64) -> u32 {
 
 /// Describes one shared file or directory tree.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Manifest {
     /// Format version; this code writes and reads 1.
     pub version: u8,
@@ -65,6 +66,7 @@ pub struct Manifest {
 
 /// A single file or a directory tree.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub enum Layout {
     /// One file of this many bytes, stored as `name`.
     File { length: u64 },
@@ -74,6 +76,7 @@ pub enum Layout {
 
 /// One item of a directory tree.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Entry {
     /// Path components relative to the top directory.
     pub path: Vec<String>,
@@ -83,6 +86,7 @@ pub struct Entry {
 
 /// File with its length, or a directory that must exist even if empty.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub enum EntryKind {
     /// A regular file.
     File { length: u64 },
@@ -102,6 +106,10 @@ pub enum ManifestError {
     /// Not a manifest at all.
     #[error("manifest is not valid CBOR: {0}")]
     Malformed(String),
+    /// Decodes, but is not the canonical encoding of what it decodes to, so the
+    /// bytes we would serve again could differ from the bytes behind the ID.
+    #[error("manifest is not canonically encoded")]
+    NonCanonical,
     /// A version we do not speak.
     #[error("unsupported manifest version {0}")]
     UnsupportedVersion(u8),
@@ -143,12 +151,19 @@ impl Manifest {
     }
 
     /// Decodes and validates bytes of unknown origin (no ID check).
+    ///
+    /// Only the canonical encoding is accepted (re-encoding gives the same
+    /// bytes), so whoever accepts a manifest can serve exactly the bytes that
+    /// hash to its ID. Time is linear in the size of `bytes`.
     pub fn decode_untrusted(bytes: &[u8]) -> Result<Self, ManifestError> {
         if bytes.len() > MAX_MANIFEST_BYTES {
             return Err(ManifestError::TooLarge(bytes.len()));
         }
         let m: Manifest = cbor4ii::serde::from_slice(bytes)
             .map_err(|e| ManifestError::Malformed(e.to_string()))?;
+        if m.to_bytes() != bytes {
+            return Err(ManifestError::NonCanonical);
+        }
         m.validate()?;
         Ok(m)
     }
@@ -168,27 +183,7 @@ impl Manifest {
             if entries.len() > MAX_ENTRIES {
                 return Err(ManifestError::Limits("too many entries"));
             }
-            let mut seen = std::collections::HashMap::<&[String], bool>::new();
-            for e in entries {
-                if e.path.is_empty() || e.path.len() > MAX_PATH_DEPTH {
-                    return Err(ManifestError::Limits("path empty or too deep"));
-                }
-                for c in &e.path {
-                    check_component(c)?;
-                }
-                let is_dir = matches!(e.kind, EntryKind::Dir);
-                if seen.insert(&e.path[..], is_dir).is_some() {
-                    return Err(ManifestError::PathConflict(e.path.join("/")));
-                }
-            }
-            // Every ancestor of an entry must be a directory, never a listed file.
-            for e in entries {
-                for k in 1..e.path.len() {
-                    if seen.get(&e.path[..k]) == Some(&false) {
-                        return Err(ManifestError::PathConflict(e.path[..k].join("/")));
-                    }
-                }
-            }
+            check_tree(entries)?;
         }
         let total = self
             .files()
@@ -282,6 +277,58 @@ pub struct FileSpan {
     pub offset: u64,
     /// Bytes of this file in the chunk.
     pub len: u64,
+}
+
+/// Checks that every path is safe, listed once, and that no entry lies under
+/// a file, in time linear in the total path length.
+///
+/// Each distinct path prefix becomes a node of a trie keyed by (parent node,
+/// component), so an entry costs one lookup per component rather than one hash
+/// of every prefix (which would grow with depth squared).
+fn check_tree(entries: &[Entry]) -> Result<(), ManifestError> {
+    use std::collections::HashMap;
+    /// Node 0 is the top directory.
+    const ROOT: u32 = 0;
+    #[derive(Clone, Copy, PartialEq)]
+    enum Node {
+        /// Implied by a deeper entry, not listed itself (yet).
+        Implied,
+        Dir,
+        File,
+    }
+    let mut children: HashMap<(u32, &str), u32> = HashMap::new();
+    let mut nodes: Vec<Node> = vec![Node::Dir];
+    for e in entries {
+        if e.path.is_empty() || e.path.len() > MAX_PATH_DEPTH {
+            return Err(ManifestError::Limits("path empty or too deep"));
+        }
+        let mut at = ROOT;
+        for (depth, c) in e.path.iter().enumerate() {
+            check_component(c)?;
+            let next = nodes.len() as u32;
+            let node = *children.entry((at, c.as_str())).or_insert(next);
+            let fresh = node == next;
+            if fresh {
+                nodes.push(Node::Implied);
+            }
+            let last = depth + 1 == e.path.len();
+            let conflict = || ManifestError::PathConflict(e.path[..=depth].join("/"));
+            let slot = nodes.get_mut(node as usize).ok_or_else(conflict)?;
+            *slot = match (last, *slot, e.kind) {
+                // An ancestor must be a directory, never a listed file.
+                (false, Node::File, _) => return Err(conflict()),
+                (false, state, _) => state,
+                // Listed twice.
+                (true, Node::Dir | Node::File, _) => return Err(conflict()),
+                // A file where earlier, deeper entries need a directory.
+                (true, Node::Implied, EntryKind::File { .. }) if !fresh => return Err(conflict()),
+                (true, Node::Implied, EntryKind::File { .. }) => Node::File,
+                (true, Node::Implied, EntryKind::Dir) => Node::Dir,
+            };
+            at = node;
+        }
+    }
+    Ok(())
 }
 
 fn check_component(c: &str) -> Result<(), ManifestError> {
@@ -525,6 +572,28 @@ mod tests {
             mk(vec![f(&["a"]), f(&["a", "b"])]).validate(),
             Err(ManifestError::PathConflict(_))
         ));
+        // A file listed after entries beneath it.
+        assert!(matches!(
+            mk(vec![f(&["a", "b"]), f(&["a"])]).validate(),
+            Err(ManifestError::PathConflict(_))
+        ));
+        let d = |p: &[&str]| Entry {
+            path: p.iter().map(|s| s.to_string()).collect(),
+            kind: EntryKind::Dir,
+        };
+        assert!(matches!(
+            mk(vec![d(&["a"]), d(&["a"])]).validate(),
+            Err(ManifestError::PathConflict(_))
+        ));
+        // Directories may be listed before or after what they contain.
+        mk(vec![
+            f(&["a", "b"]),
+            d(&["a"]),
+            d(&["c"]),
+            f(&["c", "d", "e"]),
+        ])
+        .validate()
+        .unwrap();
         let mut m = mk(vec![]);
         m.name = "..".into();
         assert!(m.validate().is_err());
@@ -546,6 +615,61 @@ mod tests {
         );
     }
 
+    /// `bytes` with the first occurrence of `from` replaced by `to`.
+    fn splice(bytes: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
+        let at = bytes
+            .windows(from.len())
+            .position(|w| w == from)
+            .expect("pattern present");
+        [&bytes[..at], to, &bytes[at + from.len()..]].concat()
+    }
+
+    #[test]
+    fn non_canonical_encodings_are_rejected_even_with_a_matching_id() {
+        let (m, _) = build(Layout::File { length: 5 }, b"hello", MIN_CHUNK_SIZE);
+        let canonical = m.to_bytes();
+        // version 1 as a one-byte-argument integer (0x18 0x01) instead of 0x01.
+        let long_int = splice(&canonical, b"\x67version\x01", b"\x67version\x18\x01");
+        // An extra field, with the map header bumped from 5 to 6 entries.
+        let mut extra = canonical.clone();
+        assert_eq!(extra[0], 0xa5);
+        extra[0] = 0xa6;
+        extra.extend_from_slice(b"\x65extra\x00");
+        for bytes in [long_int, extra] {
+            let id = ContentId::from_bytes(Sha256::digest(&bytes).into());
+            assert!(
+                Manifest::from_bytes_for(&id, &bytes).is_err(),
+                "accepted non-canonical bytes {bytes:02x?}"
+            );
+        }
+        assert_eq!(Manifest::from_bytes_for(&m.id(), &canonical), Ok(m));
+    }
+
+    #[test]
+    fn deep_and_wide_trees_validate() {
+        let deep: Vec<String> = (0..MAX_PATH_DEPTH).map(|i| format!("d{i}")).collect();
+        let entries: Vec<Entry> = (0..2000)
+            .map(|i| {
+                let mut path = deep.clone();
+                path.push(format!("f{i}"));
+                path.remove(0);
+                Entry {
+                    path,
+                    kind: EntryKind::File { length: 1 },
+                }
+            })
+            .collect();
+        let m = Manifest {
+            version: 1,
+            name: "deep".into(),
+            chunk_size: MIN_CHUNK_SIZE,
+            layout: Layout::Directory { entries },
+            root: [0; 32],
+        };
+        m.validate().unwrap();
+        assert_eq!(Manifest::decode_untrusted(&m.to_bytes()), Ok(m));
+    }
+
     #[test]
     fn length_change_during_hashing_is_caught() {
         let mut b =
@@ -558,6 +682,22 @@ mod tests {
         #[test]
         fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
             let _ = Manifest::decode_untrusted(&bytes);
+        }
+
+        /// Whatever a mutation yields, an accepted manifest re-encodes to exactly the
+        /// accepted bytes, so they are what we serve.
+        #[test]
+        fn accepted_bytes_are_canonical(edits in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..4), extra in proptest::collection::vec(any::<u8>(), 0..8)) {
+            let (m, _) = build(Layout::File { length: 70_000 }, &[5u8; 70_000], MIN_CHUNK_SIZE);
+            let mut bytes = m.to_bytes();
+            for (at, val) in edits {
+                let i = at.index(bytes.len());
+                bytes[i] = val;
+            }
+            bytes.extend_from_slice(&extra);
+            if let Ok(decoded) = Manifest::decode_untrusted(&bytes) {
+                prop_assert_eq!(decoded.to_bytes(), bytes);
+            }
         }
 
         #[test]

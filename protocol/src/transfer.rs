@@ -163,6 +163,8 @@ struct Peer {
     upload: RateMeter,
     last_received: Option<Instant>,
     next_have: Instant,
+    /// Stopped reading what we sent: kept choked until then.
+    penalized_until: Option<Instant>,
 }
 
 /// State of one swarm: what we hold, every peer, and what to do next.
@@ -305,9 +307,22 @@ impl<P: Copy + Ord + std::hash::Hash + std::fmt::Debug> Transfer<P> {
                 upload: RateMeter::new(self.config.rate_window),
                 last_received: None,
                 next_have: now,
+                penalized_until: None,
             },
         );
         true
+    }
+
+    /// `peer` stopped reading a chunk we were sending it: it loses its upload
+    /// slot now and gets none until `until`, so the slot serves a peer that reads.
+    pub fn handle_upload_stalled(&mut self, now: Instant, peer: P, until: Instant) {
+        let Some(p) = self.peers.get_mut(&peer) else {
+            return;
+        };
+        p.penalized_until = Some(p.penalized_until.map_or(until, |t| t.max(until)));
+        if !p.we_choke {
+            self.rechoke(now);
+        }
     }
 
     /// A peer disconnected: its chunks no longer count and its requests are re-picked.
@@ -594,7 +609,9 @@ impl<P: Copy + Ord + std::hash::Hash + std::fmt::Debug> Transfer<P> {
             .iter()
             .map(|(&peer, p)| PeerView {
                 peer,
-                interested: p.interested_in_us && self.config.upload_enabled,
+                interested: p.interested_in_us
+                    && self.config.upload_enabled
+                    && p.penalized_until.is_none_or(|t| t <= now),
                 download_rate: p.download.rate(now),
                 upload_rate: p.upload.rate(now),
                 snubbed: is_snubbed(

@@ -570,6 +570,64 @@ fn a_slot_freed_by_a_finished_peer_is_given_away_at_once() {
 }
 
 #[test]
+fn a_peer_that_stops_reading_loses_its_slot_until_its_penalty_ends() {
+    let data = content(20 * MIN_CHUNK_SIZE as usize);
+    let (manifest, tree) = build(&data);
+    let count = manifest.chunk_count();
+    let t0 = Instant::now();
+    let mut seed = Transfer::new(
+        manifest,
+        tree,
+        &Bitfield::full(count),
+        TransferConfig::default(),
+        1,
+    );
+    let wants = HaveInfo {
+        have: HaveSet::Nothing,
+        interested: true,
+        choking: true,
+    };
+    for peer in 1..=6u32 {
+        seed.handle_have(t0, peer, &wants).unwrap();
+    }
+    let unchoked = |s: &Transfer<u32>| {
+        (1..=6u32)
+            .filter(|p| !s.have_info(p).choking)
+            .collect::<Vec<_>>()
+    };
+    let before = unchoked(&seed);
+    assert_eq!(before.len(), 5);
+    let staller = before[0];
+    let t1 = t0 + Duration::from_secs(1);
+    seed.handle_upload_stalled(t1, staller, t1 + Duration::from_secs(30));
+    let after = unchoked(&seed);
+    assert!(!after.contains(&staller), "the staller kept its slot");
+    assert_eq!(
+        after.len(),
+        5,
+        "its slot went to the waiting peer: {after:?}"
+    );
+    assert!(matches!(
+        seed.handle_chunk_request(t1, staller, 0),
+        ChunkAnswer::Choked
+    ));
+    // Rechokes during the penalty never pick it, however often they run.
+    let mut t = t1;
+    for _ in 0..2 {
+        t += Duration::from_secs(11);
+        seed.handle_timeout(t);
+        assert!(!unchoked(&seed).contains(&staller));
+    }
+    // Once it is over the staller competes again: others leave and it gets a slot.
+    let t2 = t1 + Duration::from_secs(31);
+    for p in (1..=6u32).filter(|&p| p != staller) {
+        seed.handle_peer_disconnected(t2, p);
+    }
+    seed.handle_timeout(t2 + Duration::from_secs(11));
+    assert_eq!(unchoked(&seed), vec![staller]);
+}
+
+#[test]
 fn news_of_a_chunk_skips_peers_that_want_it_but_are_choked() {
     let data = content(20 * MIN_CHUNK_SIZE as usize);
     let (manifest, tree) = build(&data);
