@@ -16,6 +16,7 @@ pub mod chart;
 pub mod datagen;
 pub mod demo;
 pub mod distribution;
+pub mod hostile;
 pub mod ipcmd;
 pub mod loopback;
 pub mod netns;

@@ -142,6 +142,15 @@ enum Command {
     /// Remove network namespaces left behind by testnet runs that died
     /// without cleaning up (root). Runs still alive are left alone.
     Sweep,
+    /// Measure what hostile peers cost on 127.0.0.1 (no root): for each
+    /// attack, 3 attacker processes against a seeder while an honest getter
+    /// downloads; prints the honest time against the no-attack baseline,
+    /// the seeder's peak RSS and its RSS after the attackers left, with
+    /// PASS/FAIL per attack, and writes hostile.csv to the run folder.
+    Hostile(testnet::hostile::cli::MeasureArgs),
+    /// One adversarial peer as its own process (used by `hostile`).
+    #[command(hide = true)]
+    HostilePeer(testnet::hostile::cli::PeerArgs),
 }
 
 impl Command {
@@ -151,6 +160,8 @@ impl Command {
             Command::Demo { .. } => "demo",
             Command::Distribution { .. } => "distribution",
             Command::Sweep => "sweep",
+            Command::Hostile(_) => "hostile",
+            Command::HostilePeer(_) => "hostile-peer",
         }
     }
 }
@@ -184,6 +195,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("removed {name}");
         }
         return Ok(ExitCode::SUCCESS);
+    }
+    if let Command::HostilePeer(args) = &cli.command {
+        return testnet::hostile::cli::run_peer(args).await;
     }
     if matches!(cli.command, Command::Distribution { .. }) && !netns::is_root() {
         anyhow::bail!(
@@ -281,8 +295,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 sig = signals.recv() => interrupted(sig),
             }
         }
+        Command::Hostile(args) => tokio::select! {
+            r = testnet::hostile::cli::run_measure(&mut sup, &run_dir, args) => r,
+            sig = signals.recv() => interrupted(sig),
+        },
         // Returned before any node was built or started.
-        Command::Sweep => Ok(ExitCode::SUCCESS),
+        Command::Sweep | Command::HostilePeer(_) => Ok(ExitCode::SUCCESS),
     };
 
     if let Err(e) = &outcome {
