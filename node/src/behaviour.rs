@@ -7,11 +7,11 @@ use std::time::Duration;
 use libp2p::identity::Keypair;
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::{
-    allow_block_list, connection_limits, identify, kad, noise, ping, request_response, tcp, yamux,
-    StreamProtocol, Swarm,
+    allow_block_list, connection_limits, identify, kad, memory_connection_limits, noise, ping,
+    request_response, tcp, yamux, StreamProtocol, Swarm,
 };
 
-use crate::codec::{ChunkCodec, Counters, PROTOCOL};
+use crate::codec::{ChunkCodec, Counters, WireLimits, PROTOCOL};
 use crate::ratelimit::RateLimiter;
 
 /// Our own Kademlia protocol name: never the public IPFS DHT.
@@ -26,6 +26,8 @@ pub struct Behaviour {
     pub blocked: allow_block_list::Behaviour<allow_block_list::BlockedPeers>,
     /// Caps connections.
     pub limits: connection_limits::Behaviour,
+    /// Refuses new connections while the process uses too much memory.
+    pub memory: memory_connection_limits::Behaviour,
     /// The DHT: provider records keyed by content ID.
     pub kad: kad::Behaviour<kad::store::MemoryStore>,
     /// Learns peers' listen addresses (fed to Kademlia).
@@ -51,6 +53,18 @@ pub struct NetConfig {
     pub max_upload: Option<u64>,
     /// Download cap in bytes per second.
     pub max_download: Option<u64>,
+    /// Most established connections to one peer.
+    pub max_connections_per_peer: u32,
+    /// Most chunk-protocol streams (ours and the peer's) open at once on one
+    /// connection; a little above the request pipeline depth, so a peer
+    /// cannot park hundreds of streams on us.
+    pub max_streams_per_connection: usize,
+    /// Most inbound streams still negotiating their protocol per connection.
+    pub max_negotiating_streams: usize,
+    /// A frame that moves no byte for this long is dropped (see `codec`).
+    pub stall_timeout: Duration,
+    /// New connections are refused while the process's resident memory is above this.
+    pub max_memory_bytes: usize,
 }
 
 impl Default for NetConfig {
@@ -62,6 +76,11 @@ impl Default for NetConfig {
             request_timeout: Duration::from_secs(60),
             max_upload: None,
             max_download: None,
+            max_connections_per_peer: 2,
+            max_streams_per_connection: 64,
+            max_negotiating_streams: 16,
+            stall_timeout: Duration::from_secs(10),
+            max_memory_bytes: 512 << 20,
         }
     }
 }
@@ -71,17 +90,24 @@ pub fn build_swarm(
     keypair: Keypair,
     config: &NetConfig,
     counters: Arc<Counters>,
+    limits: Arc<WireLimits>,
 ) -> anyhow::Result<Swarm<Behaviour>> {
     let upload = Arc::new(RateLimiter::new(config.max_upload));
     let download = Arc::new(RateLimiter::new(config.max_download));
-    let codec = ChunkCodec::new(upload, download, counters);
+    let codec = ChunkCodec::new(upload, download, counters, limits);
     let config = config.clone();
     let swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
         .with_tcp(
             tcp::Config::default().nodelay(true),
             noise::Config::new,
-            yamux::Config::default,
+            || {
+                let mut c = yamux::Config::default();
+                // Streams a request-response handler refuses are dropped at once; this
+                // bounds the ones a peer can open before that happens.
+                c.set_max_num_streams(256);
+                c
+            },
         )?
         .with_quic()
         .with_behaviour(move |key| {
@@ -108,7 +134,7 @@ pub fn build_swarm(
             );
             let rr_config = request_response::Config::default()
                 .with_request_timeout(config.request_timeout)
-                .with_max_concurrent_streams(256);
+                .with_max_concurrent_streams(config.max_streams_per_connection);
             let chunks = request_response::Behaviour::with_codec(
                 codec,
                 [(PROTOCOL, request_response::ProtocolSupport::Full)],
@@ -117,13 +143,16 @@ pub fn build_swarm(
             let limits = connection_limits::Behaviour::new(
                 connection_limits::ConnectionLimits::default()
                     .with_max_established(Some(config.max_connections))
-                    .with_max_established_per_peer(Some(2))
+                    .with_max_established_per_peer(Some(config.max_connections_per_peer))
                     .with_max_pending_incoming(Some(64))
                     .with_max_pending_outgoing(Some(64)),
             );
             Behaviour {
                 blocked: allow_block_list::Behaviour::default(),
                 limits,
+                memory: memory_connection_limits::Behaviour::with_max_bytes(
+                    config.max_memory_bytes,
+                ),
                 kad,
                 identify,
                 ping: ping::Behaviour::default(),
@@ -132,6 +161,7 @@ pub fn build_swarm(
         })?
         .with_swarm_config(|c| {
             c.with_idle_connection_timeout(Duration::from_secs(60))
+                .with_max_negotiating_inbound_streams(config.max_negotiating_streams)
                 .with_notify_handler_buffer_size(NonZeroUsize::new(64).unwrap_or(NonZeroUsize::MIN))
         })
         .build();

@@ -27,6 +27,7 @@ pub(crate) enum Command {
         id: ContentId,
         out_dir: PathBuf,
         events: mpsc::Sender<GetEvent>,
+        done: oneshot::Sender<Outcome>,
     },
     Stats(oneshot::Sender<Stats>),
     Shutdown(oneshot::Sender<()>),
@@ -48,10 +49,18 @@ pub enum GetEvent {
         /// Peers we exchange with.
         peers: usize,
     },
-    /// Every chunk is verified and the content sits at this path.
-    Completed(PathBuf),
-    /// The download cannot proceed.
-    Failed(String),
+}
+
+/// How a download ended: the path of the verified copy, or why it failed.
+pub type Outcome = Result<PathBuf, String>;
+
+/// A download under way: progress events (dropped if the reader falls
+/// behind; only the latest matter) and its outcome (never dropped).
+pub struct Download {
+    /// Progress, best effort.
+    pub events: mpsc::Receiver<GetEvent>,
+    /// The end: completed at a path, or failed.
+    pub done: oneshot::Receiver<Outcome>,
 }
 
 /// Counters of one node.
@@ -120,35 +129,33 @@ impl Client {
         .await
     }
 
-    /// Starts fetching `id` into `out_dir`; progress arrives on the returned channel.
-    pub async fn get(
-        &self,
-        id: ContentId,
-        out_dir: PathBuf,
-    ) -> anyhow::Result<mpsc::Receiver<GetEvent>> {
-        let (events, rx) = mpsc::channel(64);
+    /// Starts fetching `id` into `out_dir`.
+    pub async fn get(&self, id: ContentId, out_dir: PathBuf) -> anyhow::Result<Download> {
+        let (events, events_rx) = mpsc::channel(64);
+        let (done, done_rx) = oneshot::channel();
         self.tx
             .send(Command::Get {
                 id,
                 out_dir,
                 events,
+                done,
             })
             .await
             .map_err(|_| anyhow!("the node has stopped"))?;
-        Ok(rx)
+        Ok(Download {
+            events: events_rx,
+            done: done_rx,
+        })
     }
 
     /// Fetches `id` into `out_dir` and waits until it is complete on disk.
     pub async fn get_and_wait(&self, id: ContentId, out_dir: PathBuf) -> anyhow::Result<PathBuf> {
-        let mut rx = self.get(id, out_dir).await?;
-        while let Some(ev) = rx.recv().await {
-            match ev {
-                GetEvent::Completed(path) => return Ok(path),
-                GetEvent::Failed(e) => return Err(anyhow!(e)).context(format!("fetching {id}")),
-                _ => {}
-            }
+        let download = self.get(id, out_dir).await?;
+        match download.done.await {
+            Ok(Ok(path)) => Ok(path),
+            Ok(Err(e)) => Err(anyhow!(e)).context(format!("fetching {id}")),
+            Err(_) => Err(anyhow!("the node stopped before {id} completed")),
         }
-        Err(anyhow!("the node stopped before {id} completed"))
     }
 
     /// Byte counters and peers.

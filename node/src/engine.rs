@@ -22,10 +22,10 @@ use serde_bytes::ByteBuf;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::behaviour::{Behaviour, BehaviourEvent, KAD_PROTOCOL};
-use crate::client::{Command, GetEvent, Stats};
-use crate::codec::Reply;
+use crate::client::{Command, GetEvent, Outcome, Stats};
+use crate::codec::{Reply, WireLimits};
 use crate::storage::{Opened, Storage};
-use crate::uploads::UploadQueue;
+use crate::uploads::{UploadLimits, UploadQueue};
 
 /// First wait between peer searches (DHT lookup plus peer exchange) of an active swarm.
 const MIN_SEARCH_INTERVAL: Duration = Duration::from_secs(1);
@@ -47,11 +47,31 @@ pub struct EngineConfig {
     pub wanted_peers: usize,
     /// Save resume state at most this often.
     pub save_interval: Duration,
-    /// Most chunk uploads queued for a slot; beyond it requests are answered "choked".
+    /// Most uploads (chunks and manifests) queued for a slot; beyond it
+    /// requests are answered "choked".
     pub max_queued_uploads: usize,
-    /// Most chunk bytes being read or sent at once (queued uploads are served
+    /// Most uploads queued for one peer (a little over a pipeline's depth).
+    pub max_queued_uploads_per_peer: usize,
+    /// Most upload bytes being read or sent at once (queued uploads are served
     /// neediest peer first, equals taking turns).
     pub max_active_upload_bytes: u64,
+    /// Most upload bytes being read or sent to one peer at once, so a few
+    /// peers that stop reading cannot hold the whole budget.
+    pub max_active_upload_bytes_per_peer: u64,
+    /// A peer that stalls an upload is choked for this long.
+    pub stall_penalty: Duration,
+    /// After this many stalls a peer is disconnected and refused for `stall_block`.
+    pub max_stalls: u32,
+    /// How long a peer that kept stalling is refused.
+    pub stall_block: Duration,
+    /// Most peers remembered as banned (the oldest are forgotten first).
+    pub max_banned_peers: usize,
+    /// Most peers whose listen addresses we keep for peer exchange.
+    pub max_known_peer_addrs: usize,
+    /// Most providers remembered per content.
+    pub max_providers_per_content: usize,
+    /// Most peers asked for a manifest at once while searching.
+    pub max_manifest_asks: usize,
     /// Fault injection for tests: flip a bit in every chunk we upload, so
     /// peers' verification and banning can be exercised. Never set it otherwise.
     #[doc(hidden)]
@@ -68,19 +88,35 @@ impl Default for EngineConfig {
             wanted_peers: 40,
             save_interval: Duration::from_secs(1),
             max_queued_uploads: 4096,
-            max_active_upload_bytes: 8 << 20,
+            max_queued_uploads_per_peer: 64,
+            max_active_upload_bytes: 32 << 20,
+            max_active_upload_bytes_per_peer: 8 << 20,
+            stall_penalty: Duration::from_secs(30),
+            max_stalls: 3,
+            stall_block: Duration::from_secs(60),
+            max_banned_peers: 10_000,
+            max_known_peer_addrs: 10_000,
+            max_providers_per_content: 1000,
+            max_manifest_asks: 8,
             corrupt_uploads: false,
         }
     }
 }
 
-/// A chunk upload waiting for its turn.
+/// An upload waiting for its turn.
 struct Upload {
     id: ContentId,
-    index: ChunkIndex,
-    proof: Vec<u8>,
+    what: Serve,
     channel: ResponseChannel<Reply>,
     request: InboundRequestId,
+}
+
+/// What an upload sends.
+enum Serve {
+    /// A chunk (read from disk when its turn comes) and its proof.
+    Chunk { index: ChunkIndex, proof: Vec<u8> },
+    /// The manifest's shared, pre-encoded response.
+    Manifest,
 }
 
 /// Results of blocking disk work, sent back to the loop.
@@ -106,6 +142,12 @@ enum IoDone {
     Saved {
         id: ContentId,
     },
+    /// A manifest received from `peer`, decoded and checked off the loop.
+    ManifestChecked {
+        id: ContentId,
+        peer: PeerId,
+        result: Result<Manifest, protocol::manifest::ManifestError>,
+    },
 }
 
 /// What an outstanding request of ours was for.
@@ -122,6 +164,8 @@ enum Phase {
     Searching {
         out_dir: PathBuf,
         asked: HashSet<PeerId>,
+        /// A received manifest is being checked; others wait (their askers are asked again).
+        checking: bool,
     },
     /// The manifest arrived; storage is being opened (and re-checked).
     Opening { manifest: Manifest },
@@ -132,7 +176,8 @@ enum Phase {
 struct Active {
     transfer: Transfer<PeerId>,
     storage: Arc<RwLock<Storage>>,
-    manifest_bytes: Vec<u8>,
+    /// `Response::Manifest` with the exact bytes behind the ID, encoded once.
+    manifest_frame: Arc<[u8]>,
     dirty: bool,
     saving: bool,
     last_save: Instant,
@@ -142,6 +187,8 @@ struct Active {
 struct Content {
     phase: Phase,
     events: Option<mpsc::Sender<GetEvent>>,
+    /// Whoever waits for this download's end; told exactly once.
+    waiters: Vec<oneshot::Sender<Outcome>>,
     providers: HashSet<PeerId>,
     search_deadline: Option<Instant>,
     query_running: bool,
@@ -151,6 +198,15 @@ struct Content {
     search_interval: Duration,
     announced: bool,
     next_announce: Option<Instant>,
+}
+
+impl Content {
+    /// Tells every waiter how the download ended (exactly once each).
+    fn end(&mut self, outcome: Outcome) {
+        for w in self.waiters.drain(..) {
+            let _ = w.send(outcome.clone());
+        }
+    }
 }
 
 /// The loop's state.
@@ -171,16 +227,31 @@ pub struct Engine {
     bootstrap_failed: Vec<String>,
     bootstrap_waiters: Vec<oneshot::Sender<Result<usize, String>>>,
     peer_addrs: HashMap<PeerId, Vec<Multiaddr>>,
-    banned: Vec<PeerId>,
+    /// Banned peers, oldest first, and the same as a set.
+    banned: std::collections::VecDeque<PeerId>,
+    banned_set: HashSet<PeerId>,
     uploads: UploadQueue<PeerId, InboundRequestId, Upload>,
     connected: HashSet<PeerId>,
     seed: u64,
+    limits: Arc<WireLimits>,
+    /// Upload stalls per peer, with the last one's time (entries expire).
+    stalls: HashMap<PeerId, (u32, Instant)>,
+    /// Peers refused for stalling, and until when.
+    penalty_box: Vec<(PeerId, Instant)>,
 }
+
+/// Most download waiters per content (one per `get` of the same ID).
+const MAX_WAITERS: usize = 64;
+/// Most peers whose stalls are remembered.
+const MAX_STALL_RECORDS: usize = 4096;
+/// A peer's stall count is forgotten after this long without a stall.
+const STALL_MEMORY: Duration = Duration::from_secs(600);
 
 impl Engine {
     pub(crate) fn new(
         swarm: Swarm<Behaviour>,
         config: EngineConfig,
+        limits: Arc<WireLimits>,
         commands: mpsc::Receiver<Command>,
     ) -> Self {
         let (io_tx, io_rx) = mpsc::channel(1024);
@@ -189,7 +260,12 @@ impl Engine {
                 .try_into()
                 .unwrap_or([7; 8]),
         ) ^ rand::random::<u64>();
-        let uploads = UploadQueue::new(config.max_queued_uploads, config.max_active_upload_bytes);
+        let uploads = UploadQueue::new(UploadLimits {
+            max_waiting: config.max_queued_uploads,
+            max_waiting_per_peer: config.max_queued_uploads_per_peer,
+            max_active_bytes: config.max_active_upload_bytes,
+            max_active_bytes_per_peer: config.max_active_upload_bytes_per_peer,
+        });
         Self {
             swarm,
             config,
@@ -207,10 +283,14 @@ impl Engine {
             bootstrap_failed: Vec::new(),
             bootstrap_waiters: Vec::new(),
             peer_addrs: HashMap::new(),
-            banned: Vec::new(),
+            banned: Default::default(),
+            banned_set: HashSet::new(),
             uploads,
             connected: HashSet::new(),
             seed,
+            limits,
+            stalls: HashMap::new(),
+            penalty_box: Vec::new(),
         }
     }
 
@@ -345,31 +425,46 @@ impl Engine {
                 id,
                 out_dir,
                 events,
-            } => self.start_get(id, out_dir, events),
+                done,
+            } => self.start_get(id, out_dir, events, done),
             Command::Stats(reply) => {
                 let _ = reply.send(Stats {
                     uploaded: 0,
                     downloaded: 0,
                     connected_peers: self.connected.len(),
-                    banned: self.banned.clone(),
+                    banned: self.banned.iter().copied().collect(),
                 });
             }
             Command::Shutdown(_) => {}
         }
     }
 
-    fn start_get(&mut self, id: ContentId, out_dir: PathBuf, events: mpsc::Sender<GetEvent>) {
+    fn start_get(
+        &mut self,
+        id: ContentId,
+        out_dir: PathBuf,
+        events: mpsc::Sender<GetEvent>,
+        done: oneshot::Sender<Outcome>,
+    ) {
         if let Some(c) = self.contents.get_mut(&id) {
             if let Phase::Active(a) = &c.phase {
-                if a.finished {
-                    let path = a.storage.read().map(|s| s.final_path().to_path_buf());
-                    if let Ok(path) = path {
-                        let _ = events.try_send(GetEvent::Completed(path));
-                    }
+                if a.finished && c.waiters.is_empty() {
+                    // Finished and moved into place (waiters are told when that happens).
+                    let path = a
+                        .storage
+                        .read()
+                        .map(|s| s.final_path().to_path_buf())
+                        .map_err(|_| "storage lock poisoned".to_string());
+                    let _ = done.send(path);
                     return;
                 }
             }
+            if c.waiters.len() >= MAX_WAITERS {
+                let _ = done.send(Err(format!("too many waiting downloads of {id}")));
+                return;
+            }
             c.events = Some(events);
+            c.waiters.push(done);
             return;
         }
         let now = Instant::now();
@@ -379,8 +474,10 @@ impl Engine {
                 phase: Phase::Searching {
                     out_dir,
                     asked: HashSet::new(),
+                    checking: false,
                 },
                 events: Some(events),
+                waiters: vec![done],
                 providers: HashSet::new(),
                 search_deadline: Some(now + self.config.find_timeout),
                 query_running: false,
@@ -419,7 +516,14 @@ impl Engine {
         storage: Storage,
         events: Option<mpsc::Sender<GetEvent>>,
     ) {
-        let manifest_bytes = manifest.to_bytes();
+        // Our manifest is canonical (we built it, or accepted only canonical bytes), so
+        // its encoding is exactly the bytes behind the ID.
+        let manifest_frame: Arc<[u8]> = Response::Manifest {
+            bytes: manifest.to_bytes(),
+        }
+        .encode()
+        .into();
+        self.limits.allow_bitfield_for(manifest.chunk_count());
         let complete = have.is_full();
         self.seed = self.seed.wrapping_add(1);
         let transfer = Transfer::new(
@@ -437,17 +541,23 @@ impl Engine {
             .map(|c| c.providers.clone())
             .unwrap_or_default();
         let events = events.or_else(|| self.contents.get_mut(&id).and_then(|c| c.events.take()));
+        let waiters = self
+            .contents
+            .get_mut(&id)
+            .map(|c| std::mem::take(&mut c.waiters))
+            .unwrap_or_default();
         let content = Content {
             phase: Phase::Active(Box::new(Active {
                 transfer,
                 storage: Arc::new(RwLock::new(storage)),
-                manifest_bytes,
+                manifest_frame,
                 dirty: false,
                 saving: false,
                 last_save: Instant::now(),
                 finished: false,
             })),
             events,
+            waiters,
             providers: providers.clone(),
             search_deadline: None,
             query_running: false,
@@ -545,8 +655,15 @@ impl Engine {
     }
 
     fn ban(&mut self, peer: PeerId) {
-        if !self.banned.contains(&peer) && self.banned.len() < 10_000 {
-            self.banned.push(peer);
+        if self.banned_set.insert(peer) {
+            self.banned.push_back(peer);
+            // Bounded: the oldest ban is lifted to make room.
+            while self.banned.len() > self.config.max_banned_peers.max(1) {
+                if let Some(old) = self.banned.pop_front() {
+                    self.banned_set.remove(&old);
+                    self.swarm.behaviour_mut().blocked.unblock_peer(old);
+                }
+            }
         }
         self.swarm.behaviour_mut().blocked.block_peer(peer);
         self.uploads.remove_peer(&peer);
@@ -669,7 +786,9 @@ impl Engine {
                             .add_address(&peer_id, a.clone());
                     }
                 }
-                if self.peer_addrs.len() < 10_000 || self.peer_addrs.contains_key(&peer_id) {
+                if self.peer_addrs.len() < self.config.max_known_peer_addrs
+                    || self.peer_addrs.contains_key(&peer_id)
+                {
                     self.peer_addrs.insert(peer_id, addrs);
                 }
             }
@@ -697,7 +816,7 @@ impl Engine {
                 let me = *self.swarm.local_peer_id();
                 let fresh: Vec<PeerId> = providers
                     .into_iter()
-                    .filter(|p| *p != me && !self.banned.contains(p))
+                    .filter(|p| *p != me && !self.banned_set.contains(p))
                     .collect();
                 if let Some(c) = self.contents.get_mut(&id) {
                     if let Some(ev) = &c.events {
@@ -748,7 +867,7 @@ impl Engine {
     /// is dropped again. Other leechers are found this way as soon as we are
     /// connected, long before their provider records turn up in a search.
     fn probe_swarm_peer(&mut self, id: ContentId, peer: PeerId) {
-        if peer == *self.swarm.local_peer_id() || self.banned.contains(&peer) {
+        if peer == *self.swarm.local_peer_id() || self.banned_set.contains(&peer) {
             return;
         }
         let Some(Phase::Active(a)) = self.contents.get_mut(&id).map(|c| &mut c.phase) else {
@@ -763,19 +882,19 @@ impl Engine {
 
     /// A peer that is (probably) in swarm `id`: get its manifest or start exchanging.
     fn add_swarm_peer(&mut self, id: ContentId, peer: PeerId) {
-        if peer == *self.swarm.local_peer_id() || self.banned.contains(&peer) {
+        if peer == *self.swarm.local_peer_id() || self.banned_set.contains(&peer) {
             return;
         }
         let Some(c) = self.contents.get_mut(&id) else {
             return;
         };
         c.providers.insert(peer);
-        if c.providers.len() > 1000 {
+        if c.providers.len() > self.config.max_providers_per_content {
             c.providers.remove(&peer);
         }
         match &mut c.phase {
             Phase::Searching { asked, .. } => {
-                if asked.len() < 8 && asked.insert(peer) {
+                if asked.len() < self.config.max_manifest_asks && asked.insert(peer) {
                     let rid = self
                         .swarm
                         .behaviour_mut()
@@ -849,6 +968,16 @@ impl Engine {
             } => {
                 tracing::debug!(%peer, "inbound request failed: {error}");
                 if self.uploads.finished(request_id) {
+                    let stalled = match &error {
+                        request_response::InboundFailure::Timeout => true,
+                        request_response::InboundFailure::Io(e) => {
+                            e.kind() == std::io::ErrorKind::TimedOut
+                        }
+                        _ => false,
+                    };
+                    if stalled {
+                        self.on_upload_stalled(peer);
+                    }
                     self.pump_uploads();
                 }
             }
@@ -889,27 +1018,132 @@ impl Engine {
             let Some((peer, bytes, upload)) = self.uploads.next_by(held) else {
                 break;
             };
-            let storage = match self.contents.get(&upload.id).map(|c| &c.phase) {
-                Some(Phase::Active(a)) => a.storage.clone(),
-                _ => {
-                    self.respond(upload.channel, Response::UnknownContent);
-                    continue;
-                }
+            let Some(Phase::Active(a)) = self.contents.get(&upload.id).map(|c| &c.phase) else {
+                self.respond(upload.channel, Response::UnknownContent);
+                continue;
             };
-            self.uploads.started(upload.request, bytes);
-            let tx = self.io_tx.clone();
-            tokio::task::spawn_blocking(move || {
-                let result = match storage.read() {
-                    Ok(s) => s.read_chunk(upload.index),
-                    Err(_) => Err(std::io::Error::other("storage lock poisoned")),
-                };
-                let _ = tx.blocking_send(IoDone::Read {
-                    peer,
-                    upload,
-                    result,
-                });
-            });
+            let Upload {
+                id,
+                what,
+                channel,
+                request,
+            } = upload;
+            match what {
+                Serve::Manifest => {
+                    let frame = Reply::Encoded(a.manifest_frame.clone());
+                    if self
+                        .swarm
+                        .behaviour_mut()
+                        .chunks
+                        .send_response(channel, frame)
+                        .is_ok()
+                    {
+                        // Counted until sent, so manifest floods share the upload budget.
+                        self.uploads.started(peer, request, bytes);
+                    }
+                }
+                Serve::Chunk { index, proof } => {
+                    let storage = a.storage.clone();
+                    self.uploads.started(peer, request, bytes);
+                    let tx = self.io_tx.clone();
+                    let upload = Upload {
+                        id,
+                        what: Serve::Chunk { index, proof },
+                        channel,
+                        request,
+                    };
+                    tokio::task::spawn_blocking(move || {
+                        let result = match storage.read() {
+                            Ok(s) => s.read_chunk(index),
+                            Err(_) => Err(std::io::Error::other("storage lock poisoned")),
+                        };
+                        let _ = tx.blocking_send(IoDone::Read {
+                            peer,
+                            upload,
+                            result,
+                        });
+                    });
+                }
+            }
         }
+    }
+
+    /// Queues an upload for `peer`, or answers "choked" at once if its queue is full.
+    fn queue_upload(&mut self, peer: PeerId, bytes: u64, upload: Upload) {
+        match self.uploads.push(peer, bytes, upload) {
+            Ok(()) => self.pump_uploads(),
+            Err((why, upload)) => {
+                tracing::debug!(%peer, ?why, "upload queue full; answering choked");
+                self.respond(upload.channel, Response::Choked);
+            }
+        }
+    }
+
+    /// `peer` stopped reading an upload (or let it time out): it is choked
+    /// everywhere for a while, and one that keeps doing it is disconnected and
+    /// refused for a while.
+    fn on_upload_stalled(&mut self, peer: PeerId) {
+        let now = Instant::now();
+        if self.stalls.len() >= MAX_STALL_RECORDS && !self.stalls.contains_key(&peer) {
+            self.stalls
+                .retain(|_, (_, last)| now.saturating_duration_since(*last) < STALL_MEMORY);
+            if self.stalls.len() >= MAX_STALL_RECORDS {
+                let oldest = self
+                    .stalls
+                    .iter()
+                    .min_by_key(|(_, (_, last))| *last)
+                    .map(|(p, _)| *p);
+                if let Some(oldest) = oldest {
+                    self.stalls.remove(&oldest);
+                }
+            }
+        }
+        let record = self.stalls.entry(peer).or_insert((0, now));
+        record.0 += 1;
+        record.1 = now;
+        let count = record.0;
+        tracing::info!(%peer, count, "peer stopped reading an upload; choking it");
+        let until = now + self.config.stall_penalty;
+        let ids: Vec<ContentId> = self.contents.keys().copied().collect();
+        for id in &ids {
+            if let Some(Phase::Active(a)) = self.contents.get_mut(id).map(|c| &mut c.phase) {
+                a.transfer.handle_upload_stalled(now, peer, until);
+            }
+        }
+        for upload in self.uploads.remove_peer(&peer) {
+            self.respond(upload.channel, Response::Choked);
+        }
+        if count >= self.config.max_stalls {
+            tracing::warn!(%peer, count, "peer keeps stalling uploads; disconnecting it");
+            self.stalls.remove(&peer);
+            if self.penalty_box.len() < MAX_STALL_RECORDS {
+                self.swarm.behaviour_mut().blocked.block_peer(peer);
+                self.penalty_box.push((peer, now + self.config.stall_block));
+            }
+            let _ = self.swarm.disconnect_peer_id(peer);
+        }
+        for id in ids {
+            self.drive(id);
+        }
+    }
+
+    /// Lets peers whose stall block has ended connect again (unless banned).
+    fn release_penalty_box(&mut self, now: Instant) {
+        let mut released = Vec::new();
+        self.penalty_box.retain(|&(peer, until)| {
+            let over = until <= now;
+            if over {
+                released.push(peer);
+            }
+            !over
+        });
+        for peer in released {
+            if !self.banned_set.contains(&peer) {
+                self.swarm.behaviour_mut().blocked.unblock_peer(peer);
+            }
+        }
+        self.stalls
+            .retain(|_, (_, last)| now.saturating_duration_since(*last) < STALL_MEMORY);
     }
 
     fn on_request(
@@ -941,8 +1175,14 @@ impl Engine {
         };
         match request {
             Request::Manifest { .. } => {
-                let bytes = a.manifest_bytes.clone();
-                self.respond(channel, Response::Manifest { bytes });
+                let bytes = a.manifest_frame.len() as u64;
+                let upload = Upload {
+                    id,
+                    what: Serve::Manifest,
+                    channel,
+                    request: request_id,
+                };
+                self.queue_upload(peer, bytes, upload);
             }
             Request::Have { info, .. } => match a.transfer.handle_have(now, peer, &info) {
                 Ok(()) => {
@@ -957,15 +1197,14 @@ impl Engine {
                     let bytes = u64::from(a.transfer.manifest().chunk_len(index));
                     let upload = Upload {
                         id,
-                        index,
-                        proof: proof.to_bytes(),
+                        what: Serve::Chunk {
+                            index,
+                            proof: proof.to_bytes(),
+                        },
                         channel,
                         request: request_id,
                     };
-                    match self.uploads.push(peer, bytes, upload) {
-                        Ok(()) => self.pump_uploads(),
-                        Err(upload) => self.respond(upload.channel, Response::Choked),
-                    }
+                    self.queue_upload(peer, bytes, upload);
                 }
                 ChunkAnswer::Choked => self.respond(channel, Response::Choked),
                 ChunkAnswer::DontHave => self.respond(channel, Response::DontHave),
@@ -996,9 +1235,12 @@ impl Engine {
 
     fn on_response(&mut self, peer: PeerId, pending: Pending, reply: Reply) {
         let now = Instant::now();
+        let Reply::Message { msg, leaf } = reply else {
+            return; // pre-encoded replies only go out
+        };
         match pending {
             Pending::Manifest(id) => {
-                let Response::Manifest { bytes } = reply.msg else {
+                let Response::Manifest { bytes } = msg else {
                     // Not (yet) holding it, e.g. still searching itself: ask again on a later round.
                     if let Some(Phase::Searching { asked, .. }) =
                         self.contents.get_mut(&id).map(|c| &mut c.phase)
@@ -1010,37 +1252,31 @@ impl Engine {
                 let Some(c) = self.contents.get_mut(&id) else {
                     return;
                 };
-                let Phase::Searching { out_dir, .. } = &c.phase else {
+                let Phase::Searching {
+                    checking, asked, ..
+                } = &mut c.phase
+                else {
                     return;
                 };
-                match Manifest::from_bytes_for(&id, &bytes) {
-                    Ok(manifest) => {
-                        if let Some(ev) = &c.events {
-                            let _ = ev.try_send(GetEvent::Manifest(Box::new(manifest.clone())));
-                        }
-                        let out_dir = out_dir.clone();
-                        c.phase = Phase::Opening {
-                            manifest: manifest.clone(),
-                        };
-                        let tx = self.io_tx.clone();
-                        tokio::task::spawn_blocking(move || {
-                            let result = Storage::open_download(&manifest, &id, &out_dir)
-                                .map_err(|e| e.to_string());
-                            let _ = tx.blocking_send(IoDone::Opened { id, result });
-                        });
-                    }
-                    Err(e) => {
-                        tracing::warn!(%peer, "peer sent a bad manifest: {e}");
-                        self.ban(peer);
-                    }
+                if *checking {
+                    // One check at a time; this peer is asked again if that one fails.
+                    asked.remove(&peer);
+                    return;
                 }
+                *checking = true;
+                // Hashing and validating up to 8 MiB is kept off the event loop.
+                let tx = self.io_tx.clone();
+                tokio::task::spawn_blocking(move || {
+                    let result = Manifest::from_bytes_for(&id, &bytes);
+                    let _ = tx.blocking_send(IoDone::ManifestChecked { id, peer, result });
+                });
             }
             Pending::Have(id) => {
                 let Some(Phase::Active(a)) = self.contents.get_mut(&id).map(|c| &mut c.phase)
                 else {
                     return;
                 };
-                match reply.msg {
+                match msg {
                     Response::Have(info) => {
                         let _ = a.transfer.handle_have(now, peer, &info);
                     }
@@ -1053,11 +1289,9 @@ impl Engine {
                 else {
                     return;
                 };
-                match reply.msg {
+                match msg {
                     Response::Chunk { data, proof, .. } => {
-                        let leaf = reply
-                            .leaf
-                            .unwrap_or_else(|| protocol::merkle::hash_leaf(&data));
+                        let leaf = leaf.unwrap_or_else(|| protocol::merkle::hash_leaf(&data));
                         // Verified against the index we asked for, whatever the answer claims.
                         match a.transfer.handle_chunk_hashed(
                             now,
@@ -1091,7 +1325,7 @@ impl Engine {
                 self.drive(id);
             }
             Pending::Peers(id) => {
-                let Response::Peers { peers } = reply.msg else {
+                let Response::Peers { peers } = msg else {
                     return;
                 };
                 for rec in peers {
@@ -1121,11 +1355,13 @@ impl Engine {
             } => {
                 let Upload {
                     id,
-                    index,
-                    proof,
+                    what,
                     channel,
                     request,
                 } = upload;
+                let Serve::Chunk { index, proof } = what else {
+                    return;
+                };
                 let msg = match result {
                     Ok(mut data) => {
                         if self.config.corrupt_uploads {
@@ -1163,9 +1399,8 @@ impl Engine {
                     Err(e) => {
                         tracing::error!(%id, index, "cannot write chunk: {e}");
                         a.transfer.handle_chunk_store_failed(now, index);
-                        if let Some(ev) = self.contents.get(&id).and_then(|c| c.events.as_ref()) {
-                            let _ =
-                                ev.try_send(GetEvent::Failed(format!("cannot write to disk: {e}")));
+                        if let Some(c) = self.contents.get_mut(&id) {
+                            c.end(Err(format!("cannot write to disk: {e}")));
                         }
                     }
                 }
@@ -1185,9 +1420,7 @@ impl Engine {
                         self.activate(id, manifest, opened.tree, opened.have, opened.storage, None);
                     }
                     Err(e) => {
-                        if let Some(ev) = c.events.take() {
-                            let _ = ev.try_send(GetEvent::Failed(e));
-                        }
+                        c.end(Err(e));
                         self.contents.remove(&id);
                     }
                 }
@@ -1196,17 +1429,41 @@ impl Engine {
                 let Some(c) = self.contents.get_mut(&id) else {
                     return;
                 };
+                if let Ok(path) = &result {
+                    tracing::info!(%id, "complete: {}", path.display());
+                }
+                c.end(result);
+            }
+            IoDone::ManifestChecked { id, peer, result } => {
+                let Some(c) = self.contents.get_mut(&id) else {
+                    return;
+                };
+                let Phase::Searching {
+                    out_dir, checking, ..
+                } = &mut c.phase
+                else {
+                    return;
+                };
+                *checking = false;
                 match result {
-                    Ok(path) => {
-                        tracing::info!(%id, "complete: {}", path.display());
+                    Ok(manifest) => {
                         if let Some(ev) = &c.events {
-                            let _ = ev.try_send(GetEvent::Completed(path));
+                            let _ = ev.try_send(GetEvent::Manifest(Box::new(manifest.clone())));
                         }
+                        let out_dir = out_dir.clone();
+                        c.phase = Phase::Opening {
+                            manifest: manifest.clone(),
+                        };
+                        let tx = self.io_tx.clone();
+                        tokio::task::spawn_blocking(move || {
+                            let result = Storage::open_download(&manifest, &id, &out_dir)
+                                .map_err(|e| e.to_string());
+                            let _ = tx.blocking_send(IoDone::Opened { id, result });
+                        });
                     }
                     Err(e) => {
-                        if let Some(ev) = &c.events {
-                            let _ = ev.try_send(GetEvent::Failed(e));
-                        }
+                        tracing::warn!(%peer, "peer sent a bad manifest: {e}");
+                        self.ban(peer);
                     }
                 }
             }
@@ -1235,6 +1492,7 @@ impl Engine {
 
     fn on_tick(&mut self) {
         let now = Instant::now();
+        self.release_penalty_box(now);
         let ids: Vec<ContentId> = self.contents.keys().copied().collect();
         for id in ids {
             let Some(c) = self.contents.get_mut(&id) else {
@@ -1263,16 +1521,18 @@ impl Engine {
                                 self.config.find_timeout
                             )
                         };
-                        if let Some(ev) = c.events.take() {
-                            let _ = ev.try_send(GetEvent::Failed(why));
-                        }
+                        c.end(Err(why));
                         self.contents.remove(&id);
                         continue;
                     }
                     // Asks that failed are retried from the providers we know, without
                     // waiting for the DHT query (which may run on for its full timeout).
                     let retry: Vec<PeerId> = if asked.is_empty() {
-                        c.providers.iter().take(8).copied().collect()
+                        c.providers
+                            .iter()
+                            .take(self.config.max_manifest_asks)
+                            .copied()
+                            .collect()
                     } else {
                         Vec::new()
                     };

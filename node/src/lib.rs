@@ -23,7 +23,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 pub use behaviour::NetConfig;
-pub use client::{Client, GetEvent, Stats};
+pub use client::{Client, Download, GetEvent, Outcome, Stats};
 pub use engine::EngineConfig;
 
 /// Everything needed to start a node.
@@ -53,7 +53,9 @@ impl NodeConfig {
 /// Starts a node on the current tokio runtime; returns its handle and the loop's task.
 pub fn spawn(keypair: Keypair, config: NodeConfig) -> anyhow::Result<(Client, JoinHandle<()>)> {
     let counters = Arc::new(codec::Counters::default());
-    let mut swarm = behaviour::build_swarm(keypair, &config.net, counters.clone())?;
+    let limits = Arc::new(codec::WireLimits::new(config.net.stall_timeout));
+    let mut swarm =
+        behaviour::build_swarm(keypair, &config.net, counters.clone(), limits.clone())?;
     for addr in &config.listen {
         swarm
             .listen_on(addr.clone())
@@ -61,7 +63,7 @@ pub fn spawn(keypair: Keypair, config: NodeConfig) -> anyhow::Result<(Client, Jo
     }
     let peer_id = *swarm.local_peer_id();
     let (tx, rx) = mpsc::channel(64);
-    let engine = engine::Engine::new(swarm, config.engine, rx);
+    let engine = engine::Engine::new(swarm, config.engine, limits, rx);
     let task = tokio::spawn(engine.run());
     Ok((
         Client {

@@ -176,7 +176,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             check_writable(&out)?;
             let client = start(&net, Some(Duration::from_secs(find_timeout))).await?;
             eprintln!("searching the DHT for providers of {id} (giving up after {find_timeout} s)");
-            let mut events = client.get(id, out).await?;
+            let node::Download {
+                mut events,
+                mut done,
+            } = client.get(id, out).await?;
             let mut progress = (0u32, 0u32);
             let mut last_print = Instant::now();
             let started = Instant::now();
@@ -184,9 +187,30 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             // One signal future for the whole loop, so a signal arriving mid-event is not lost.
             let signal = shutdown_signal();
             tokio::pin!(signal);
+            let mut events_open = true;
             loop {
                 let ev = tokio::select! {
-                    ev = events.recv() => ev,
+                    // Progress may be dropped when we fall behind; the outcome never is.
+                    biased;
+                    outcome = &mut done => {
+                        let path = match outcome {
+                            Ok(Ok(path)) => path,
+                            Ok(Err(e)) => bail!("{e}"),
+                            Err(_) => bail!("the node stopped unexpectedly"),
+                        };
+                        let stats = client.stats().await.unwrap_or_default();
+                        progress = (progress.1.max(progress.0), progress.1.max(progress.0));
+                        println!("{}", path.display());
+                        let _ = std::io::stdout().flush();
+                        eprintln!(
+                            "complete: {} in {:.1}s ({} received)",
+                            path.display(),
+                            started.elapsed().as_secs_f64(),
+                            human(stats.downloaded)
+                        );
+                        break;
+                    }
+                    ev = events.recv(), if events_open => ev,
                     _ = &mut signal => {
                         eprintln!("interrupted: saving progress");
                         client.shutdown().await?;
@@ -224,21 +248,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                             );
                         }
                     }
-                    Some(GetEvent::Completed(path)) => {
-                        let stats = client.stats().await.unwrap_or_default();
-                        progress = (progress.1.max(progress.0), progress.1.max(progress.0));
-                        println!("{}", path.display());
-                        let _ = std::io::stdout().flush();
-                        eprintln!(
-                            "complete: {} in {:.1}s ({} received)",
-                            path.display(),
-                            started.elapsed().as_secs_f64(),
-                            human(stats.downloaded)
-                        );
-                        break;
-                    }
-                    Some(GetEvent::Failed(e)) => bail!("{e}"),
-                    None => bail!("the node stopped unexpectedly"),
+                    // The engine dropped the progress channel; the outcome still comes.
+                    None => events_open = false,
                 }
             }
             if no_seed {

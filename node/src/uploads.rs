@@ -1,4 +1,4 @@
-//! Chunk uploads waiting for a slot, served by rank across peers.
+//! Uploads waiting for a slot, served by rank across peers, with per-peer budgets.
 //!
 //! The caller ranks peers (the node: fewest chunks held first); peers of
 //! equal rank take turns, however many requests each keeps queued. Served in
@@ -10,40 +10,68 @@
 use std::collections::{HashMap, VecDeque};
 use std::hash::Hash;
 
-/// A bounded, per-peer round-robin queue of uploads, with a cap on bytes in progress.
+/// How many uploads and bytes may wait or run, in total and per peer.
+#[derive(Clone, Copy, Debug)]
+pub struct UploadLimits {
+    /// Most uploads waiting in total.
+    pub max_waiting: usize,
+    /// Most uploads waiting for one peer (a little over its pipeline depth).
+    pub max_waiting_per_peer: usize,
+    /// Most bytes being read or sent at once in total.
+    pub max_active_bytes: u64,
+    /// Most bytes being read or sent to one peer at once, so peers that stop
+    /// reading cannot hold the whole budget. A peer with nothing active may
+    /// always start one upload, however large.
+    pub max_active_bytes_per_peer: u64,
+}
+
+/// Why an upload was not queued.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Refused {
+    /// Every peer's waiting uploads together reached the cap.
+    Full,
+    /// This peer's waiting uploads reached its cap.
+    PeerFull,
+}
+
+/// A bounded, per-peer round-robin queue of uploads, with caps on bytes in
+/// progress in total and per peer.
 pub struct UploadQueue<P, R, T> {
+    limits: UploadLimits,
     waiting: HashMap<P, VecDeque<(u64, T)>>,
     /// Peers with waiting uploads, in turn order.
     turn: VecDeque<P>,
     waiting_len: usize,
-    max_waiting: usize,
-    /// Uploads in progress, by request ID, with their size.
-    active: HashMap<R, u64>,
+    /// Uploads in progress, by request ID, with their peer and size.
+    active: HashMap<R, (P, u64)>,
     active_bytes: u64,
-    max_active_bytes: u64,
+    /// Bytes in progress per peer (peers with none are absent).
+    peer_active: HashMap<P, u64>,
 }
 
 impl<P: Copy + Eq + Hash, R: Copy + Eq + Hash, T> UploadQueue<P, R, T> {
-    /// At most `max_waiting` queued uploads and `max_active_bytes` in progress
-    /// (one upload is always allowed, however large).
-    pub fn new(max_waiting: usize, max_active_bytes: u64) -> Self {
+    /// An empty queue enforcing `limits`.
+    pub fn new(limits: UploadLimits) -> Self {
         Self {
+            limits,
             waiting: HashMap::new(),
             turn: VecDeque::new(),
             waiting_len: 0,
-            max_waiting,
             active: HashMap::new(),
             active_bytes: 0,
-            max_active_bytes,
+            peer_active: HashMap::new(),
         }
     }
 
-    /// Queues an upload of `bytes` for `peer`; gives it back if the queue is full.
-    pub fn push(&mut self, peer: P, bytes: u64, item: T) -> Result<(), T> {
-        if self.waiting_len >= self.max_waiting {
-            return Err(item);
+    /// Queues an upload of `bytes` for `peer`; gives it back if a cap is reached.
+    pub fn push(&mut self, peer: P, bytes: u64, item: T) -> Result<(), (Refused, T)> {
+        if self.waiting_len >= self.limits.max_waiting {
+            return Err((Refused::Full, item));
         }
         let queue = self.waiting.entry(peer).or_default();
+        if queue.len() >= self.limits.max_waiting_per_peer {
+            return Err((Refused::PeerFull, item));
+        }
         if queue.is_empty() {
             self.turn.push_back(peer);
         }
@@ -52,16 +80,20 @@ impl<P: Copy + Eq + Hash, R: Copy + Eq + Hash, T> UploadQueue<P, R, T> {
         Ok(())
     }
 
-    /// The next upload to start, if a slot is free: the waiting peer whose
-    /// head upload has the lowest `rank` goes first; equal ranks take turns.
+    /// The next upload to start, if budgets allow: among waiting peers whose
+    /// head upload fits their own budget, the one with the lowest `rank` goes
+    /// first; equal ranks take turns.
     ///
     /// The caller starts it and reports it with [`UploadQueue::started`].
     pub fn next_by(&mut self, mut rank: impl FnMut(&P, &T) -> u64) -> Option<(P, u64, T)> {
         let mut best: Option<(usize, u64)> = None;
         for (pos, peer) in self.turn.iter().enumerate() {
-            let Some((_, item)) = self.waiting.get(peer).and_then(|q| q.front()) else {
+            let Some((bytes, item)) = self.waiting.get(peer).and_then(|q| q.front()) else {
                 continue;
             };
+            if !self.fits_peer(peer, *bytes) {
+                continue;
+            }
             let r = rank(peer, item);
             if best.is_none_or(|(_, b)| r < b) {
                 best = Some((pos, r));
@@ -72,7 +104,7 @@ impl<P: Copy + Eq + Hash, R: Copy + Eq + Hash, T> UploadQueue<P, R, T> {
         let queue = self.waiting.get_mut(&peer)?;
         let &(bytes, _) = queue.front()?;
         if !self.active.is_empty()
-            && self.active_bytes.saturating_add(bytes) > self.max_active_bytes
+            && self.active_bytes.saturating_add(bytes) > self.limits.max_active_bytes
         {
             return None;
         }
@@ -87,22 +119,27 @@ impl<P: Copy + Eq + Hash, R: Copy + Eq + Hash, T> UploadQueue<P, R, T> {
         Some((peer, bytes, item))
     }
 
-    /// An upload returned by `next_by` is under way as request `id`.
-    pub fn started(&mut self, id: R, bytes: u64) {
-        if self.active.insert(id, bytes).is_none() {
+    /// An upload returned by `next_by` for `peer` is under way as request `id`.
+    pub fn started(&mut self, peer: P, id: R, bytes: u64) {
+        if self.active.insert(id, (peer, bytes)).is_none() {
             self.active_bytes = self.active_bytes.saturating_add(bytes);
+            *self.peer_active.entry(peer).or_default() += bytes;
         }
     }
 
     /// Upload `id` finished or failed; true if it was ours (a slot is free again).
     pub fn finished(&mut self, id: R) -> bool {
-        match self.active.remove(&id) {
-            Some(bytes) => {
-                self.active_bytes = self.active_bytes.saturating_sub(bytes);
-                true
+        let Some((peer, bytes)) = self.active.remove(&id) else {
+            return false;
+        };
+        self.active_bytes = self.active_bytes.saturating_sub(bytes);
+        if let Some(b) = self.peer_active.get_mut(&peer) {
+            *b = b.saturating_sub(bytes);
+            if *b == 0 {
+                self.peer_active.remove(&peer);
             }
-            None => false,
         }
+        true
     }
 
     /// Drops everything queued for `peer` (it left or was banned).
@@ -124,6 +161,18 @@ impl<P: Copy + Eq + Hash, R: Copy + Eq + Hash, T> UploadQueue<P, R, T> {
     pub fn waiting(&self) -> usize {
         self.waiting_len
     }
+
+    /// Bytes in progress to `peer`.
+    pub fn active_bytes_of(&self, peer: &P) -> u64 {
+        self.peer_active.get(peer).copied().unwrap_or(0)
+    }
+
+    fn fits_peer(&self, peer: &P, bytes: u64) -> bool {
+        match self.peer_active.get(peer) {
+            None => true,
+            Some(&b) => b.saturating_add(bytes) <= self.limits.max_active_bytes_per_peer,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -132,6 +181,15 @@ mod tests {
 
     type Q = UploadQueue<u32, u32, &'static str>;
 
+    fn queue(max_waiting: usize, max_active_bytes: u64) -> Q {
+        Q::new(UploadLimits {
+            max_waiting,
+            max_waiting_per_peer: max_waiting,
+            max_active_bytes,
+            max_active_bytes_per_peer: max_active_bytes,
+        })
+    }
+
     /// Every peer ranks the same: pure turn-taking.
     fn same_rank(_: &u32, _: &&'static str) -> u64 {
         0
@@ -139,7 +197,7 @@ mod tests {
 
     #[test]
     fn peers_take_turns_however_deep_their_queues() {
-        let mut q = Q::new(100, 1 << 20);
+        let mut q = queue(100, 1 << 20);
         for _ in 0..10 {
             q.push(1, 10, "greedy").unwrap();
         }
@@ -152,7 +210,7 @@ mod tests {
 
     #[test]
     fn the_lowest_rank_goes_first_and_equals_take_turns() {
-        let mut q = Q::new(100, 1 << 20);
+        let mut q = queue(100, 1 << 20);
         for p in [1, 2, 3] {
             q.push(p, 10, "x").unwrap();
             q.push(p, 10, "x").unwrap();
@@ -165,14 +223,14 @@ mod tests {
 
     #[test]
     fn bytes_in_progress_are_capped_and_freed() {
-        let mut q = Q::new(100, 25);
+        let mut q = queue(100, 25);
         for r in 0..4 {
             q.push(r, 10, "x").unwrap();
         }
         let (_, b1, _) = q.next_by(same_rank).unwrap();
-        q.started(100, b1);
+        q.started(0, 100, b1);
         let (_, b2, _) = q.next_by(same_rank).unwrap();
-        q.started(101, b2);
+        q.started(1, 101, b2);
         assert!(
             q.next_by(same_rank).is_none(),
             "a third 10-byte upload exceeds 25 bytes"
@@ -185,22 +243,22 @@ mod tests {
 
     #[test]
     fn one_upload_always_fits_even_if_larger_than_the_cap() {
-        let mut q = Q::new(10, 5);
+        let mut q = queue(10, 5);
         q.push(1, 100, "big").unwrap();
         assert!(q.next_by(same_rank).is_some());
     }
 
     #[test]
     fn a_full_queue_hands_the_upload_back() {
-        let mut q = Q::new(2, 100);
+        let mut q = queue(2, 100);
         q.push(1, 1, "a").unwrap();
         q.push(2, 1, "b").unwrap();
-        assert_eq!(q.push(3, 1, "c"), Err("c"));
+        assert_eq!(q.push(3, 1, "c"), Err((Refused::Full, "c")));
     }
 
     #[test]
     fn removing_a_peer_drops_its_queue_and_its_turn() {
-        let mut q = Q::new(10, 100);
+        let mut q = queue(10, 100);
         q.push(1, 1, "a").unwrap();
         q.push(1, 1, "a").unwrap();
         q.push(2, 1, "b").unwrap();
@@ -208,5 +266,53 @@ mod tests {
         assert_eq!(q.waiting(), 1);
         assert_eq!(q.next_by(same_rank).map(|(p, _, _)| p), Some(2));
         assert!(q.next_by(same_rank).is_none());
+    }
+
+    #[test]
+    fn peers_that_stop_reading_cannot_hold_the_whole_budget() {
+        let mut q = Q::new(UploadLimits {
+            max_waiting: 100,
+            max_waiting_per_peer: 8,
+            max_active_bytes: 100,
+            max_active_bytes_per_peer: 30,
+        });
+        // Three stalled peers each ask for far more than their share.
+        for p in [1, 2, 3] {
+            for _ in 0..8 {
+                q.push(p, 10, "stalled").unwrap();
+            }
+            assert_eq!(q.push(p, 10, "x"), Err((Refused::PeerFull, "x")));
+        }
+        let mut id = 0;
+        while let Some((p, b, _)) = q.next_by(same_rank) {
+            q.started(p, id, b);
+            id += 1;
+        }
+        for p in [1, 2, 3] {
+            assert_eq!(q.active_bytes_of(&p), 30);
+        }
+        // None of them ever finishes, yet an honest peer still gets served.
+        q.push(4, 10, "honest").unwrap();
+        assert_eq!(q.next_by(same_rank).map(|(p, _, _)| p), Some(4));
+    }
+
+    #[test]
+    fn a_peer_with_nothing_active_may_start_one_oversized_upload() {
+        let mut q = Q::new(UploadLimits {
+            max_waiting: 10,
+            max_waiting_per_peer: 10,
+            max_active_bytes: 1000,
+            max_active_bytes_per_peer: 5,
+        });
+        q.push(1, 100, "big").unwrap();
+        q.push(1, 100, "big").unwrap();
+        let (p, b, _) = q.next_by(same_rank).unwrap();
+        q.started(p, 0, b);
+        assert!(
+            q.next_by(same_rank).is_none(),
+            "a second one exceeds the peer's share"
+        );
+        assert!(q.finished(0));
+        assert!(q.next_by(same_rank).is_some());
     }
 }
