@@ -132,9 +132,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             })?;
             let started = Instant::now();
             let scan_path = path.clone();
-            let (manifest, tree) = tokio::task::spawn_blocking(move || {
+            let scanned = tokio::task::spawn_blocking(move || {
                 let mut last = Instant::now();
-                node::scan::scan_path_with(&scan_path, chunk_size, &mut |done, total| {
+                node::scan::scan_share(&scan_path, chunk_size, &mut |done, total| {
                     if last.elapsed() > Duration::from_millis(500) {
                         last = Instant::now();
                         eprintln!("hashing: {} / {}", human(done), human(total));
@@ -143,6 +143,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             })
             .await
             .context("hashing task failed")??;
+            let node::scan::Scanned {
+                manifest,
+                tree,
+                files,
+            } = scanned;
             let id = manifest.id();
             println!("{id}");
             let _ = std::io::stdout().flush();
@@ -154,7 +159,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 started.elapsed().as_secs_f64(),
                 id.to_link()
             );
-            let storage = node::storage::Storage::open_seed(&manifest, &path)?;
+            // Served only while each file is the one just hashed (no link, no swap).
+            let storage = node::storage::Storage::open_share(&manifest, &path, &files)?;
             let total = manifest.chunk_count();
             let client = start(&net, None).await?;
             client.share(manifest, tree, storage).await?;
@@ -322,12 +328,14 @@ async fn start(net: &NetArgs, find_timeout: Option<Duration>) -> anyhow::Result<
     Ok(client)
 }
 
+/// Fails early if files cannot be created in `dir` (the probe never follows a link or truncates anything).
 fn check_writable(dir: &Path) -> anyhow::Result<()> {
-    let probe = dir.join(format!(".kadswarm-write-test-{}", std::process::id()));
-    std::fs::write(&probe, b"")
-        .with_context(|| format!("output directory {} is not writable", dir.display()))?;
-    let _ = std::fs::remove_file(&probe);
-    Ok(())
+    node::storage::check_writable(dir).with_context(|| {
+        format!(
+            "output directory {} is not writable; choose another --out",
+            dir.display()
+        )
+    })
 }
 
 async fn print_listen_addrs(client: &Client) -> anyhow::Result<()> {

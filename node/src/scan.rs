@@ -76,6 +76,37 @@ pub fn scan_path_with(
     chunk_size: Option<u32>,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<(Manifest, MerkleTree), ScanError> {
+    scan_share(path, chunk_size, progress).map(|s| (s.manifest, s.tree))
+}
+
+/// A scanned share: its manifest, Merkle tree, and which file each entry was.
+#[derive(Debug)]
+pub struct Scanned {
+    /// The manifest of the share.
+    pub manifest: Manifest,
+    /// Its full Merkle tree.
+    pub tree: MerkleTree,
+    /// The identity of each file hashed, in `Manifest::files()` order.
+    pub files: Vec<FileIdentity>,
+}
+
+/// Which file was hashed: serving checks it is still the same one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FileIdentity {
+    /// Device of the file system holding it.
+    pub dev: u64,
+    /// Inode number on that device.
+    pub ino: u64,
+    /// Length when hashed.
+    pub len: u64,
+}
+
+/// Like [`scan_path_with`], also recording each file's identity for [`crate::storage::Storage::open_share`].
+pub fn scan_share(
+    path: &Path,
+    chunk_size: Option<u32>,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<Scanned, ScanError> {
     // The top path itself is followed if it is a symlink: the user named it.
     let meta = fs::metadata(path).map_err(|e| io_error(path, "read metadata of", e))?;
     let name = share_name(path)?;
@@ -116,7 +147,20 @@ pub fn scan_path_with(
         },
     })?;
     (meter.progress)(total, total);
-    Ok(out)
+    let (manifest, tree) = out;
+    let files = sources
+        .iter()
+        .map(|s| FileIdentity {
+            dev: s.dev,
+            ino: s.ino,
+            len: s.len,
+        })
+        .collect();
+    Ok(Scanned {
+        manifest,
+        tree,
+        files,
+    })
 }
 
 /// Where each file of `manifest` lives under a shared `path` (same order as `Manifest::files()`).

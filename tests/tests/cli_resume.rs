@@ -52,7 +52,7 @@ fn a_killed_download_resumes_without_refetching_saved_chunks() {
     std::thread::sleep(Duration::from_millis(1500));
     first.kill9();
 
-    let part = out.join("dataset.tar.kadswarm-part");
+    let part = out.join(format!(".kadswarm-{id}.part"));
     assert!(part.is_dir(), "the partial download folder is missing");
     assert!(
         !out.join("dataset.tar").exists(),

@@ -1,41 +1,46 @@
 //! Chunk storage on disk: positioned reads and writes across the files a chunk spans.
 //!
 //! A seed serves an existing share in place, read-only. A download lives in
-//! `<out>/<name>.kadswarm-part/` (`content` plus `resume.cbor`) until every
-//! chunk is present, then `content` is moved to `<out>/<name>`. Data is synced
+//! its part folder `<out>/.kadswarm-<content id>.part/` (`content` plus
+//! `resume.cbor`, see [`part`]) until every chunk is present, then `content`
+//! is moved to `<out>/<name>`, never replacing anything there. Data is synced
 //! before the resume state that claims it, and that state is replaced
 //! atomically (temp file, fsync, rename), so a crash never makes us trust
 //! bytes that are not on disk; on reopen every claimed chunk is re-hashed
 //! anyway. No call holds more than one chunk in memory.
+//!
+//! Nothing here follows a symbolic link below the folder the user named
+//! ([`nofollow`]), and every file is checked to be the file we created (a
+//! download) or scanned (a share) before it is read, written or moved into
+//! place, so a file swapped behind our back is an error, not other bytes.
+
+mod layout;
+pub(crate) mod nofollow;
+mod part;
+mod resume;
 
 use std::collections::{HashMap, HashSet};
+use std::ffi::{OsStr, OsString};
 use std::fmt;
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use protocol::manifest::{EntryKind, Layout, ManifestError};
+use protocol::manifest::{Layout, ManifestError};
 use protocol::merkle::{hash_leaf, verify_leaf, Hash, MerkleTree};
 use protocol::{Bitfield, ContentId, Manifest};
-use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::scan::file_paths;
+use crate::scan::FileIdentity;
+use layout::{Base, Slot};
+use nofollow::{lstat_at, open_dir_path, Identity};
+use part::{Part, CONTENT};
 
-/// Suffix of the folder a download lives in until it is complete.
-pub const PART_SUFFIX: &str = ".kadswarm-part";
-/// Inside the part folder: the file or directory tree being downloaded.
-const CONTENT: &str = "content";
-/// Inside the part folder: which chunks are verified on disk.
-const RESUME: &str = "resume.cbor";
-const RESUME_TMP: &str = "resume.cbor.tmp";
-const RESUME_VERSION: u8 = 1;
-/// Allowance over what the manifest needs before a resume file is rejected unread.
-const RESUME_SLACK: u64 = 64 << 20;
-/// One packed tree node: level (u8), position (u32 BE), hash.
-const NODE_LEN: usize = 1 + 4 + 32;
+pub use part::{check_writable, part_name};
+
 /// Most file handles kept open at once; beyond that the least recently used is closed.
 const MAX_OPEN_FILES: usize = 128;
 
@@ -57,12 +62,30 @@ pub enum StorageError {
         "{path} is not a regular file: the share changed since it was scanned; share it again"
     )]
     NotAFile { path: PathBuf },
+    /// A shared file is no longer the file that was scanned (replaced, or a link now).
+    #[error("{path} was replaced since it was scanned; share it again")]
+    Replaced { path: PathBuf },
     /// The manifest breaks its own rules.
     #[error("invalid manifest: {0}")]
     Manifest(#[from] ManifestError),
-    /// Finishing a share that is not a download.
-    #[error("{path} is served read-only; only a download can be finished")]
-    ReadOnly { path: PathBuf },
+    /// Another process holds the part folder of this content.
+    #[error(
+        "another kadswarm process is downloading {id} into {out}; wait for it to finish or stop it"
+    )]
+    Busy { id: ContentId, out: PathBuf },
+    /// The part folder is a link, not ours, or open to other users.
+    #[error("download folder {path} {reason}; it was not made by this program for you: remove it and try again")]
+    UnsafePart { path: PathBuf, reason: String },
+    /// The download's files were replaced or changed by something else before they could be moved into place.
+    #[error("the download in {path} was changed by another program ({detail}); nothing was moved into place; remove {path} and get again")]
+    Changed { path: PathBuf, detail: String },
+    /// Not enough free space for the download.
+    #[error("not enough free space in {path}: the download needs {needed} more bytes but only {available} are available; free some space or choose another --out")]
+    NoSpace {
+        path: PathBuf,
+        needed: u64,
+        available: u64,
+    },
     /// Any other IO failure.
     #[error("could not {action} {path}: {source}; check the path's permissions and free space")]
     Io {
@@ -80,9 +103,13 @@ pub struct Storage {
     count: u32,
     total: u64,
     root: Hash,
+    /// The content's name in its output folder.
+    name: OsString,
     final_path: PathBuf,
-    /// Set for downloads (also once finished).
+    /// Set for downloads until they are finished.
     part: Option<Part>,
+    /// For downloads: the identity of the part folder's `content`.
+    content_id: Option<Identity>,
     state: Mutex<State>,
     /// Serialises save_resume and finish (one temp file, one rename at a time).
     save_lock: Mutex<()>,
@@ -103,90 +130,38 @@ pub struct Opened {
 }
 
 impl Storage {
-    /// Serve an existing share in place (files opened read-only at `file_paths(manifest, path)`); checks each file's length matches.
+    /// Serve an existing share in place, read-only; checks each file's type and length and remembers which file it is.
     pub fn open_seed(manifest: &Manifest, path: &Path) -> Result<Storage, StorageError> {
-        manifest.validate()?;
-        let storage = Storage::new(
-            manifest,
-            path.to_path_buf(),
-            path.to_path_buf(),
-            None,
-            false,
-        );
-        for (path, (_, expected)) in file_paths(manifest, path).into_iter().zip(manifest.files()) {
-            let meta = fs::metadata(&path).map_err(|e| io_err(&path, "open shared file", e))?;
-            if !meta.is_file() {
-                return Err(StorageError::NotAFile { path });
-            }
-            if meta.len() != expected {
-                return Err(StorageError::LengthMismatch {
-                    path,
-                    expected,
-                    found: meta.len(),
-                });
-            }
-        }
-        Ok(storage)
+        Storage::seed(manifest, path, None)
     }
 
-    /// Prepare a download of `manifest` (content id `id`) into `out_dir`. Layout on disk while partial: `<out_dir>/<name>.kadswarm-part/` containing `content` and `resume.cbor`.
+    /// Serve a share in place, read-only, only while its files are the ones `scanned` lists (same file, same length).
+    pub fn open_share(
+        manifest: &Manifest,
+        path: &Path,
+        scanned: &[FileIdentity],
+    ) -> Result<Storage, StorageError> {
+        Storage::seed(manifest, path, Some(scanned))
+    }
+
+    /// Prepare a download of `manifest` (content id `id`) into `out_dir`. Layout on disk while partial: `<out_dir>/.kadswarm-<id>.part/` containing `content`, `resume.cbor` and a lock file.
     ///
     /// A resume state for the same id is loaded and every chunk it claims is
     /// re-hashed; a missing, corrupt or foreign one is ignored with a warning
     /// (and the stale content discarded: without a state it cannot be
     /// trusted). If `<out_dir>/<name>` exists it is verified in full: complete
     /// content is returned read-only with `complete: true`, anything else is
-    /// `OutputExists` and left untouched.
+    /// `OutputExists` and left untouched. A part folder locked by another
+    /// process is `Busy`; too little free space is `NoSpace`.
     pub fn open_download(
         manifest: &Manifest,
         id: &ContentId,
         out_dir: &Path,
     ) -> Result<Opened, StorageError> {
-        manifest.validate()?;
-        let final_path = out_dir.join(&manifest.name);
-        if fs::symlink_metadata(&final_path).is_ok() {
-            return open_existing(manifest, &final_path);
-        }
-        let part = Part {
-            dir: out_dir.join(format!("{}{PART_SUFFIX}", manifest.name)),
-            out_dir: out_dir.to_path_buf(),
-            id: *id,
-        };
-        fs::create_dir_all(&part.dir)
-            .map_err(|e| io_err(&part.dir, "create download folder", e))?;
-        let content = part.content();
-        let resume = load_resume(&part.resume(), manifest, id);
-        if resume.is_none() {
-            // Without a resume state no byte in `content` can be trusted: start clean,
-            // which also drops files a different download may have left there.
-            remove_any(&content)?;
-        }
-        create_layout(manifest, &content)?;
-
-        let count = manifest.chunk_count();
-        let storage = Storage::new(manifest, content, final_path, Some(part), true);
-        let mut tree = MerkleTree::with_root(manifest.root, count);
-        let mut have = Bitfield::new(count);
-        if let Some(saved) = resume {
-            tree.restore_nodes(saved.nodes);
-            for i in saved.have.iter_ones() {
-                if storage.chunk_is_good(i, &tree) {
-                    have.set(i);
-                } else {
-                    tracing::warn!(chunk = i, path = %storage.final_path.display(), "saved chunk failed verification; it will be fetched again");
-                }
-            }
-            tracing::info!(have = have.count_ones(), of = count, "resumed download");
-        }
-        Ok(Opened {
-            storage,
-            have,
-            tree,
-            complete: false,
-        })
+        Storage::download(manifest, id, out_dir, &|fd| nofollow::available_bytes(fd))
     }
 
-    /// Reads chunk `index` (exactly its length); an error if out of range.
+    /// Reads chunk `index` (exactly its length); an error if out of range or a file is no longer ours.
     pub fn read_chunk(&self, index: u32) -> io::Result<Vec<u8>> {
         let len = self.chunk_len(index)?;
         let mut buf = vec![0u8; len];
@@ -244,72 +219,61 @@ impl Storage {
             ));
         }
         self.sync_dirty()?;
-
-        let mut nodes = Vec::new();
-        for (level, pos, hash) in tree.known_nodes() {
-            nodes.push(level);
-            nodes.extend_from_slice(&pos.to_be_bytes());
-            nodes.extend_from_slice(&hash);
-        }
-        let record = ResumeFile {
-            version: RESUME_VERSION,
-            id: part.id,
-            have: have.to_bytes(),
-            nodes,
-        };
-        let bytes = cbor4ii::serde::to_vec(Vec::new(), &record)
-            .map_err(|e| io::Error::other(format!("encoding resume state: {e}")))?;
-        let tmp = part.dir.join(RESUME_TMP);
-        let target = part.resume();
-        let write = || -> io::Result<()> {
-            let mut f = File::create(&tmp)?;
-            f.write_all(&bytes)?;
-            f.sync_all()?;
-            fs::rename(&tmp, &target)?;
-            sync_dir(&part.dir)
-        };
-        write().map_err(|e| annotate_path(e, "save resume state to", &target))
+        let target = part.dir.join(resume::RESUME);
+        let bytes = resume::encode(part.id, have, tree.known_nodes())?;
+        resume::store(part, &bytes).map_err(|e| annotate_path(e, "save resume state to", &target))
     }
 
-    /// All chunks present: fsync, move `content` to `<out_dir>/<name>`, remove the part folder; afterwards serves read-only from the final location.
+    /// All chunks present: fsync, check the files are still the ones this download wrote, move `content` to `<out_dir>/<name>` (never replacing anything), remove the part folder; afterwards serves read-only from the final location.
     ///
-    /// Call it once every chunk is written and verified; it does not re-check.
+    /// Call it once every chunk is written and verified; it does not re-hash.
     /// If the final path was taken meanwhile it fails with `OutputExists` and
     /// the download stays in its part folder, so finish can be retried.
+    /// Content that was already complete (or a share) is already in place:
+    /// finishing it just returns its path.
     pub fn finish(&mut self) -> Result<PathBuf, StorageError> {
         let _save = lock(&self.save_lock);
         let Some(part) = &self.part else {
-            return Err(StorageError::ReadOnly {
-                path: self.final_path.clone(),
-            });
+            return Ok(self.final_path.clone());
         };
         let mut state = lock(&self.state);
         if !state.writable {
-            return Ok(self.final_path.clone()); // already finished
+            return Ok(self.final_path.clone());
         }
-        let content = part.content();
         let dirty: Vec<usize> = state.dirty.iter().copied().collect();
         for i in dirty {
             let file = self
                 .handle_locked(&mut state, i)
                 .and_then(|f| f.sync_data().map(|()| f));
             if let Err(e) = file {
-                return Err(io_err(&self.path_in(&state.base, i), "sync", e));
+                return Err(io_err(&self.path_in(&state, i), "sync", e));
             }
             state.dirty.remove(&i);
         }
-        self.move_into_place(&content)?;
+        self.check_unchanged(part, &state)?;
+        self.move_into_place(part)?;
         // From here on the content is in its final place, whatever else fails.
-        state.base = self.final_path.clone();
-        state.writable = false;
         state.open.clear();
+        state.writable = false;
+        if state.base.top.is_some() {
+            // A single file left the part folder: reach it from the output folder now.
+            state.base = Base {
+                dir: Arc::clone(&part.out_fd),
+                top: Some(self.name.clone()),
+                path: self.final_path.clone(),
+            };
+        } else {
+            // The directory we hold open is the one that moved.
+            state.base.path = self.final_path.clone();
+        }
         drop(state);
-        if let Err(e) = sync_dir(&part.out_dir) {
+        if let Err(e) = nofollow::sync_dir(part.out_fd.as_fd()) {
             tracing::warn!(path = %part.out_dir.display(), error = %e, "could not sync the output folder");
         }
-        if let Err(e) = fs::remove_dir_all(&part.dir) {
+        if let Err(e) = part.remove() {
             tracing::warn!(path = %part.dir.display(), error = %e, "download finished but its part folder could not be removed; delete it by hand");
         }
+        self.part = None;
         Ok(self.final_path.clone())
     }
 
@@ -318,34 +282,187 @@ impl Storage {
         &self.final_path
     }
 
-    fn new(
+    fn seed(
         manifest: &Manifest,
-        base: PathBuf,
+        path: &Path,
+        scanned: Option<&[FileIdentity]>,
+    ) -> Result<Storage, StorageError> {
+        manifest.validate()?;
+        // The share's own path was named by the user: it is opened as given.
+        let base = match &manifest.layout {
+            Layout::File { .. } => {
+                let parent = path
+                    .parent()
+                    .filter(|p| !p.as_os_str().is_empty())
+                    .unwrap_or(Path::new("."));
+                let name = path.file_name().ok_or_else(|| StorageError::NotAFile {
+                    path: path.to_path_buf(),
+                })?;
+                let dir = open_dir_path(parent).map_err(|e| io_err(parent, "open folder of", e))?;
+                Base::at(Arc::new(dir), name, path.to_path_buf(), &manifest.layout)
+                    .map_err(|e| io_err(path, "open", e))?
+            }
+            Layout::Directory { .. } => Base {
+                dir: Arc::new(
+                    open_dir_path(path).map_err(|e| io_err(path, "open shared folder", e))?,
+                ),
+                top: None,
+                path: path.to_path_buf(),
+            },
+        };
+        let files = layout::slots(manifest);
+        let ids = layout::identify(&base, &files)?;
+        if let Some(scanned) = scanned {
+            if scanned.len() != files.len() {
+                return Err(StorageError::Replaced {
+                    path: path.to_path_buf(),
+                });
+            }
+            for ((slot, id), seen) in files.iter().zip(&ids).zip(scanned) {
+                if id.dev != seen.dev || id.ino != seen.ino || slot.len != seen.len {
+                    return Err(StorageError::Replaced {
+                        path: base.path_of(slot),
+                    });
+                }
+            }
+        }
+        let name = path.file_name().unwrap_or(OsStr::new("")).to_os_string();
+        Ok(Storage::new(
+            manifest,
+            files,
+            Built {
+                base,
+                ids,
+                name,
+                final_path: path.to_path_buf(),
+                part: None,
+                content_id: None,
+                writable: false,
+            },
+        ))
+    }
+
+    /// `open_download` with the free-space figure injectable (tests).
+    fn download(
+        manifest: &Manifest,
+        id: &ContentId,
+        out_dir: &Path,
+        available: &dyn Fn(BorrowedFd<'_>) -> io::Result<u64>,
+    ) -> Result<Opened, StorageError> {
+        manifest.validate()?;
+        let name = OsString::from(&manifest.name);
+        let final_path = out_dir.join(&name);
+        // The output folder was named by the user: created (and its path followed) as given.
+        std::fs::create_dir_all(out_dir).map_err(|e| io_err(out_dir, "create output folder", e))?;
+        let out_fd =
+            Arc::new(open_dir_path(out_dir).map_err(|e| io_err(out_dir, "open output folder", e))?);
+        let taken = |out_fd: &Arc<OwnedFd>| -> Result<bool, StorageError> {
+            Ok(lstat_at(out_fd.as_fd(), &name)
+                .map_err(|e| io_err(&final_path, "inspect", e))?
+                .is_some())
+        };
+        if taken(&out_fd)? {
+            return open_existing(manifest, &out_fd, &name, &final_path);
+        }
+        let (part, created) = Part::open(Arc::clone(&out_fd), out_dir, id)?;
+        // Another process may have finished this content while we took the folder.
+        if taken(&out_fd)? {
+            if created {
+                let _ = part.remove();
+            }
+            drop(part);
+            return open_existing(manifest, &out_fd, &name, &final_path);
+        }
+        let opened = Storage::prepare(manifest, part, name, final_path, available);
+        if let (Err(_), true) = (&opened, created) {
+            // Nothing worth keeping was made: leave no empty folder behind.
+            if let Err(e) = nofollow::remove_tree_at(out_fd.as_fd(), &part_name(id)) {
+                tracing::warn!(error = %e, "could not remove the download folder just created");
+            }
+        }
+        opened
+    }
+
+    /// Lays out the download in its (locked) part folder and loads what a resume state proves.
+    fn prepare(
+        manifest: &Manifest,
+        part: Part,
+        name: OsString,
         final_path: PathBuf,
-        part: Option<Part>,
-        writable: bool,
-    ) -> Storage {
-        let mut start = 0u64;
-        let files = file_paths(manifest, Path::new(""))
-            .into_iter()
-            .zip(manifest.files())
-            .map(|(rel, (_, len))| {
-                let slot = Slot { rel, start, len };
-                start = start.saturating_add(len);
-                slot
-            })
-            .collect();
+        available: &dyn Fn(BorrowedFd<'_>) -> io::Result<u64>,
+    ) -> Result<Opened, StorageError> {
+        let id = part.id;
+        let saved = resume::load(&part, manifest, &id);
+        if saved.is_none() {
+            // Without a resume state no byte in `content` can be trusted: start clean,
+            // which also drops files an interrupted earlier attempt left there.
+            nofollow::remove_tree_at(part.fd(), OsStr::new(CONTENT))
+                .map_err(|e| io_err(&part.dir.join(CONTENT), "remove stale download data", e))?;
+        }
+        // What is not yet on disk must fit; claimed chunks are assumed present (they mostly are).
+        let claimed = saved.as_ref().map_or(0, |s| {
+            u64::from(s.have.count_ones()).saturating_mul(u64::from(manifest.chunk_size))
+        });
+        let needed = manifest.total_length().saturating_sub(claimed);
+        match available(part.fd()) {
+            Ok(free) => part::check_space(&part.out_dir, needed, free)?,
+            Err(e) => {
+                tracing::warn!(path = %part.dir.display(), error = %e, "cannot tell the free space; downloading anyway")
+            }
+        }
+        let files = layout::slots(manifest);
+        let (base, ids, content_id) = layout::create(manifest, &part, &files)?;
+
+        let count = manifest.chunk_count();
+        let storage = Storage::new(
+            manifest,
+            files,
+            Built {
+                base,
+                ids,
+                name,
+                final_path,
+                part: Some(part),
+                content_id: Some(content_id),
+                writable: true,
+            },
+        );
+        let mut tree = MerkleTree::with_root(manifest.root, count);
+        let mut have = Bitfield::new(count);
+        if let Some(saved) = saved {
+            tree.restore_nodes(saved.nodes);
+            for i in saved.have.iter_ones() {
+                if storage.chunk_is_good(i, &tree) {
+                    have.set(i);
+                } else {
+                    tracing::warn!(chunk = i, path = %storage.final_path.display(), "saved chunk failed verification; it will be fetched again");
+                }
+            }
+            tracing::info!(have = have.count_ones(), of = count, "resumed download");
+        }
+        Ok(Opened {
+            storage,
+            have,
+            tree,
+            complete: false,
+        })
+    }
+
+    fn new(manifest: &Manifest, files: Vec<Slot>, built: Built) -> Storage {
         Storage {
             files,
             chunk_size: manifest.chunk_size,
             count: manifest.chunk_count(),
             total: manifest.total_length(),
             root: manifest.root,
-            final_path,
-            part,
+            name: built.name,
+            final_path: built.final_path,
+            part: built.part,
+            content_id: built.content_id,
             state: Mutex::new(State {
-                base,
-                writable,
+                base: built.base,
+                ids: built.ids,
+                writable: built.writable,
                 open: HandleCache::default(),
                 dirty: HashSet::new(),
             }),
@@ -397,30 +514,51 @@ impl Storage {
         self.handle_locked(&mut state, file)
     }
 
+    /// An open handle to file `file`, opened without following links and checked to be the file we know.
     fn handle_locked(&self, state: &mut State, file: usize) -> io::Result<Arc<File>> {
         if let Some(f) = state.open.get(file) {
             return Ok(f);
         }
-        let path = self.path_in(&state.base, file);
-        let f = OpenOptions::new()
-            .read(true)
-            .write(state.writable)
-            .open(&path)
+        let (Some(slot), Some(&want)) = (self.files.get(file), state.ids.get(file)) else {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("no file {file} in {}", self.final_path.display()),
+            ));
+        };
+        let path = state.base.path_of(slot);
+        let f = state
+            .base
+            .open(slot, state.writable)
             .map_err(|e| annotate_path(e, "open", &path))?;
+        let meta = f
+            .metadata()
+            .map_err(|e| annotate_path(e, "inspect", &path))?;
+        if Identity::of(&meta) != want || meta.len() != slot.len {
+            // Another file (or a link's target) now sits under this name: never serve it.
+            return Err(io::Error::other(format!(
+                "{} was replaced or resized after it was {}; it is not used",
+                path.display(),
+                if self.content_id.is_some() || state.writable {
+                    "created"
+                } else {
+                    "checked"
+                }
+            )));
+        }
         let f = Arc::new(f);
         state.open.insert(file, Arc::clone(&f), self.max_open);
         Ok(f)
     }
 
-    fn path_in(&self, base: &Path, file: usize) -> PathBuf {
+    fn path_in(&self, state: &State, file: usize) -> PathBuf {
         match self.files.get(file) {
-            Some(slot) if !slot.rel.as_os_str().is_empty() => base.join(&slot.rel),
-            _ => base.to_path_buf(),
+            Some(slot) => state.base.path_of(slot),
+            None => state.base.path.clone(),
         }
     }
 
     fn annotate(&self, e: io::Error, action: &str, file: usize, index: u32) -> io::Error {
-        let path = self.path_in(&lock(&self.state).base, file);
+        let path = self.path_in(&lock(&self.state), file);
         io::Error::new(
             e.kind(),
             format!(
@@ -445,8 +583,9 @@ impl Storage {
         let dirty: Vec<usize> = lock(&self.state).dirty.drain().collect();
         for (k, &i) in dirty.iter().enumerate() {
             if let Err(e) = self.handle(i).and_then(|f| f.sync_data()) {
-                lock(&self.state).dirty.extend(&dirty[k..]);
-                let path = self.path_in(&lock(&self.state).base, i);
+                let mut state = lock(&self.state);
+                state.dirty.extend(&dirty[k..]);
+                let path = self.path_in(&state, i);
                 return Err(annotate_path(e, "sync", &path));
             }
         }
@@ -469,42 +608,60 @@ impl Storage {
         }
     }
 
-    /// Moves the part folder's content to the final path without replacing anything there.
-    fn move_into_place(&self, content: &Path) -> Result<(), StorageError> {
-        let dest = &self.final_path;
-        let taken = |reason: &str| StorageError::OutputExists {
-            path: dest.clone(),
-            reason: format!("{reason} (the download is kept in {})", content.display()),
+    /// Checks that `content` in the part folder, and every file in it, is what this download created.
+    fn check_unchanged(&self, part: &Part, state: &State) -> Result<(), StorageError> {
+        let changed = |detail: String| StorageError::Changed {
+            path: part.dir.clone(),
+            detail,
         };
-        if fs::symlink_metadata(dest).is_ok() {
-            return Err(taken("appeared while downloading"));
+        let now = part
+            .content_identity()
+            .map_err(|e| io_err(&part.dir.join(CONTENT), "inspect", e))?;
+        match now {
+            Some((id, false)) if Some(id) == self.content_id => {}
+            Some((_, true)) => return Err(changed(format!("{CONTENT} is now a link"))),
+            Some(_) => return Err(changed(format!("{CONTENT} was replaced"))),
+            None => return Err(changed(format!("{CONTENT} is gone"))),
         }
-        let single_file =
-            matches!(self.files.as_slice(), [only] if only.rel.as_os_str().is_empty());
-        if single_file {
-            // A hard link fails if the name is taken, where rename would replace a file.
-            match fs::hard_link(content, dest) {
-                Ok(()) => {
-                    // The content is in place; a leftover link goes with the part folder.
-                    if let Err(e) = fs::remove_file(content) {
-                        tracing::warn!(path = %content.display(), error = %e, "could not remove the download's second link");
-                    }
-                    return Ok(());
-                }
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                    return Err(taken("appeared while downloading"));
-                }
-                Err(e) => {
-                    tracing::debug!(error = %e, "hard link unavailable, renaming instead");
-                }
+        if state.base.top.is_none() {
+            // `content` is our directory (checked above); each file in it must be ours too.
+            let found =
+                layout::identify(&state.base, &self.files).map_err(|e| changed(e.to_string()))?;
+            if let Some(k) = (0..found.len()).find(|&k| state.ids.get(k) != found.get(k)) {
+                return Err(changed(format!(
+                    "{} was replaced",
+                    state.base.path_of(&self.files[k]).display()
+                )));
             }
         }
-        // rename(2) fails onto a non-empty directory or a file of the other type.
-        fs::rename(content, dest).map_err(|e| {
-            if fs::symlink_metadata(dest).is_ok() {
-                taken("appeared while downloading")
+        Ok(())
+    }
+
+    /// Moves the part folder's content to the final path without replacing anything there.
+    fn move_into_place(&self, part: &Part) -> Result<(), StorageError> {
+        let dest = &self.final_path;
+        let content = part.dir.join(CONTENT);
+        let is_dir = self.files.first().is_none_or(|only| !only.rel.is_empty());
+        nofollow::rename_noreplace(
+            part.fd(),
+            OsStr::new(CONTENT),
+            part.out_fd.as_fd(),
+            &self.name,
+            is_dir,
+        )
+        .map_err(|e| {
+            if e.kind() == io::ErrorKind::AlreadyExists
+                || lstat_at(part.out_fd.as_fd(), &self.name).is_ok_and(|m| m.is_some())
+            {
+                StorageError::OutputExists {
+                    path: dest.clone(),
+                    reason: format!(
+                        "appeared while downloading (the download is kept in {})",
+                        content.display()
+                    ),
+                }
             } else {
-                io_err(content, "move download into place", e)
+                io_err(&content, "move download into place", e)
             }
         })
     }
@@ -520,7 +677,7 @@ impl fmt::Debug for Storage {
         let state = lock(&self.state);
         f.debug_struct("Storage")
             .field("final_path", &self.final_path)
-            .field("base", &state.base)
+            .field("base", &state.base.path)
             .field("writable", &state.writable)
             .field("files", &self.files.len())
             .field("chunks", &self.count)
@@ -528,13 +685,15 @@ impl fmt::Debug for Storage {
     }
 }
 
-/// One file in the chunk stream.
-struct Slot {
-    /// Path below the base; empty for a single-file share.
-    rel: PathBuf,
-    /// Offset of its first byte in the concatenated content.
-    start: u64,
-    len: u64,
+/// Everything `Storage::new` takes besides the manifest's figures.
+struct Built {
+    base: Base,
+    ids: Vec<Identity>,
+    name: OsString,
+    final_path: PathBuf,
+    part: Option<Part>,
+    content_id: Option<Identity>,
+    writable: bool,
 }
 
 /// Part of one file inside a chunk.
@@ -544,26 +703,11 @@ struct Span {
     len: usize,
 }
 
-/// A download's part folder.
-struct Part {
-    dir: PathBuf,
-    out_dir: PathBuf,
-    id: ContentId,
-}
-
-impl Part {
-    fn content(&self) -> PathBuf {
-        self.dir.join(CONTENT)
-    }
-
-    fn resume(&self) -> PathBuf {
-        self.dir.join(RESUME)
-    }
-}
-
 /// What changes under the lock: where files are, whether they may be written, open handles.
 struct State {
-    base: PathBuf,
+    base: Base,
+    /// Which file each slot must be (recorded when created, scanned or first checked).
+    ids: Vec<Identity>,
     writable: bool,
     open: HandleCache,
     /// Files written since they were last synced.
@@ -608,107 +752,41 @@ impl HandleCache {
     }
 }
 
-/// The resume file's encoded form.
-#[derive(Serialize, Deserialize)]
-struct ResumeFile {
-    version: u8,
-    id: ContentId,
-    #[serde(with = "serde_bytes")]
-    have: Vec<u8>,
-    /// Packed known tree nodes, `NODE_LEN` bytes each.
-    #[serde(with = "serde_bytes")]
-    nodes: Vec<u8>,
-}
-
-/// A resume state that decoded cleanly for this download (its chunks not yet re-checked).
-struct Saved {
-    have: Bitfield,
-    nodes: Vec<(u8, u32, Hash)>,
-}
-
-/// Loads the resume state for `id`, or None (with a warning) if it is missing, foreign or corrupt.
-fn load_resume(path: &Path, manifest: &Manifest, id: &ContentId) -> Option<Saved> {
-    let ignore = |why: &dyn fmt::Display| {
-        tracing::warn!(path = %path.display(), "ignoring resume state ({why}); its chunks will be fetched again");
-    };
-    let file = match File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return None,
-        Err(e) => {
-            ignore(&e);
-            return None;
-        }
-    };
-    let count = manifest.chunk_count();
-    // Bitfield plus every node of a full tree, plus slack for CBOR framing.
-    let limit =
-        RESUME_SLACK + u64::from(count).div_ceil(8) + (2 * u64::from(count) + 64) * NODE_LEN as u64;
-    if let Ok(meta) = file.metadata() {
-        if meta.len() > limit {
-            ignore(&format_args!("larger than {limit} bytes"));
-            return None;
-        }
-    }
-    let mut bytes = Vec::new();
-    // Bounded again while reading, in case it grows meanwhile.
-    if let Err(e) = file.take(limit + 1).read_to_end(&mut bytes) {
-        ignore(&e);
-        return None;
-    }
-    if bytes.len() as u64 > limit {
-        ignore(&format_args!("larger than {limit} bytes"));
-        return None;
-    }
-    let record: ResumeFile = match cbor4ii::serde::from_slice(&bytes) {
-        Ok(r) => r,
-        Err(e) => {
-            ignore(&format_args!("not a valid resume file: {e}"));
-            return None;
-        }
-    };
-    if record.version != RESUME_VERSION {
-        ignore(&format_args!("unknown version {}", record.version));
-        return None;
-    }
-    if record.id != *id {
-        ignore(&format_args!("it belongs to content {}", record.id));
-        return None;
-    }
-    let have = match Bitfield::from_bytes(count, &record.have) {
-        Ok(h) => h,
-        Err(e) => {
-            ignore(&e);
-            return None;
-        }
-    };
-    if !record.nodes.len().is_multiple_of(NODE_LEN) {
-        ignore(&"tree nodes are truncated");
-        return None;
-    }
-    let nodes = record
-        .nodes
-        .chunks_exact(NODE_LEN)
-        .map(|n| {
-            let mut pos = [0u8; 4];
-            pos.copy_from_slice(&n[1..5]);
-            let mut hash = [0u8; 32];
-            hash.copy_from_slice(&n[5..]);
-            (n[0], u32::from_be_bytes(pos), hash)
-        })
-        .collect();
-    Some(Saved { have, nodes })
-}
-
-/// Checks an existing output in full: complete content is returned as a seed, anything else is refused.
-fn open_existing(manifest: &Manifest, path: &Path) -> Result<Opened, StorageError> {
+/// Checks an existing output in full: complete content is returned read-only, anything else is refused.
+fn open_existing(
+    manifest: &Manifest,
+    out_fd: &Arc<OwnedFd>,
+    name: &OsStr,
+    path: &Path,
+) -> Result<Opened, StorageError> {
     let refuse = |reason: String| StorageError::OutputExists {
         path: path.to_path_buf(),
         reason,
     };
-    if matches!(manifest.layout, Layout::Directory { .. }) && !path.is_dir() {
-        return Err(refuse("is not a directory".into()));
+    let meta = lstat_at(out_fd.as_fd(), name)
+        .map_err(|e| refuse(format!("cannot be checked ({e})")))?
+        .ok_or_else(|| refuse("vanished while being checked".into()))?;
+    if meta.file_type().is_symlink() {
+        return Err(refuse("is a symbolic link".into()));
     }
-    let storage = Storage::open_seed(manifest, path).map_err(|e| {
+    match manifest.layout {
+        Layout::Directory { .. } if !meta.is_dir() => {
+            return Err(refuse("is not a directory".into()))
+        }
+        Layout::File { .. } if !meta.is_file() => {
+            return Err(refuse("is not a regular file".into()))
+        }
+        _ => {}
+    }
+    let base = Base::at(
+        Arc::clone(out_fd),
+        name,
+        path.to_path_buf(),
+        &manifest.layout,
+    )
+    .map_err(|e| refuse(format!("cannot be opened ({e})")))?;
+    let files = layout::slots(manifest);
+    let ids = layout::identify(&base, &files).map_err(|e| {
         refuse(match e {
             StorageError::LengthMismatch {
                 path,
@@ -727,6 +805,19 @@ fn open_existing(manifest: &Manifest, path: &Path) -> Result<Opened, StorageErro
             other => format!("cannot be checked ({other})"),
         })
     })?;
+    let storage = Storage::new(
+        manifest,
+        files,
+        Built {
+            base,
+            ids,
+            name: name.to_os_string(),
+            final_path: path.to_path_buf(),
+            part: None,
+            content_id: None,
+            writable: false,
+        },
+    );
     tracing::info!(path = %path.display(), "output exists; verifying it against the manifest");
     let count = manifest.chunk_count();
     let mut leaves = Vec::with_capacity(count as usize);
@@ -746,66 +837,6 @@ fn open_existing(manifest: &Manifest, path: &Path) -> Result<Opened, StorageErro
         tree,
         complete: true,
     })
-}
-
-/// Creates every file (sparse, at its final length) and directory of the layout under `content`.
-fn create_layout(manifest: &Manifest, content: &Path) -> Result<(), StorageError> {
-    match &manifest.layout {
-        Layout::File { length } => create_sized(content, *length),
-        Layout::Directory { entries } => {
-            fs::create_dir_all(content).map_err(|e| io_err(content, "create directory", e))?;
-            for entry in entries {
-                let mut path = content.to_path_buf();
-                path.extend(&entry.path);
-                match entry.kind {
-                    EntryKind::Dir => fs::create_dir_all(&path)
-                        .map_err(|e| io_err(&path, "create directory", e))?,
-                    EntryKind::File { length } => {
-                        if let Some(parent) = path.parent() {
-                            fs::create_dir_all(parent)
-                                .map_err(|e| io_err(parent, "create directory", e))?;
-                        }
-                        create_sized(&path, length)?;
-                    }
-                }
-            }
-            Ok(())
-        }
-    }
-}
-
-fn create_sized(path: &Path, length: u64) -> Result<(), StorageError> {
-    let f = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(path)
-        .map_err(|e| io_err(path, "create file", e))?;
-    let len = f
-        .metadata()
-        .map_err(|e| io_err(path, "read metadata of", e))?
-        .len();
-    if len != length {
-        f.set_len(length)
-            .map_err(|e| io_err(path, "allocate file", e))?;
-    }
-    Ok(())
-}
-
-/// Removes a file or directory tree if present (symlinks are removed, not followed).
-fn remove_any(path: &Path) -> Result<(), StorageError> {
-    let result = match fs::symlink_metadata(path) {
-        Ok(m) if m.is_dir() => fs::remove_dir_all(path),
-        Ok(_) => fs::remove_file(path),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(e),
-    };
-    result.map_err(|e| io_err(path, "remove stale download data", e))
-}
-
-fn sync_dir(path: &Path) -> io::Result<()> {
-    File::open(path)?.sync_all()
 }
 
 fn io_err(path: &Path, action: &'static str, source: io::Error) -> StorageError {
@@ -829,566 +860,6 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::scan::scan_path;
-    use protocol::manifest::MIN_CHUNK_SIZE;
-
-    const CS: u32 = MIN_CHUNK_SIZE;
-
-    fn bytes(len: usize, seed: u8) -> Vec<u8> {
-        (0..len)
-            .map(|i| ((i * 7 + i / 251) as u8).wrapping_add(seed))
-            .collect()
-    }
-
-    /// src/share: a.bin, sub/b.bin (crosses several chunks), sub/empty, void/ (empty), z.bin.
-    fn source_tree(tmp: &Path) -> PathBuf {
-        let root = tmp.join("src").join("share");
-        fs::create_dir_all(root.join("sub")).unwrap();
-        fs::create_dir_all(root.join("void")).unwrap();
-        fs::write(root.join("a.bin"), bytes(20_000, 1)).unwrap();
-        fs::write(root.join("sub/b.bin"), bytes(100_000, 2)).unwrap();
-        fs::write(root.join("sub/empty"), b"").unwrap();
-        fs::write(root.join("z.bin"), bytes(5, 3)).unwrap();
-        root
-    }
-
-    fn scan(path: &Path) -> (Manifest, MerkleTree) {
-        scan_path(path, CS, &mut |_, _| {}).unwrap()
-    }
-
-    /// Fetches `which` chunks from the seed into the download, verifying each as the node would.
-    fn fetch(
-        seed: &Storage,
-        seed_tree: &MerkleTree,
-        dl: &mut Opened,
-        which: impl Iterator<Item = u32>,
-    ) {
-        for i in which {
-            let data = seed.read_chunk(i).unwrap();
-            dl.tree
-                .verify_and_insert(i, &data, &seed_tree.proof(i).unwrap())
-                .unwrap();
-            dl.storage.write_chunk(i, &data).unwrap();
-            dl.have.set(i);
-        }
-    }
-
-    fn files_under(root: &Path) -> Vec<(PathBuf, Option<Vec<u8>>)> {
-        let mut out = Vec::new();
-        let mut stack = vec![root.to_path_buf()];
-        while let Some(dir) = stack.pop() {
-            for e in fs::read_dir(&dir).unwrap() {
-                let p = e.unwrap().path();
-                let rel = p.strip_prefix(root).unwrap().to_path_buf();
-                if p.is_dir() {
-                    stack.push(p);
-                    out.push((rel, None));
-                } else {
-                    out.push((rel, Some(fs::read(&p).unwrap())));
-                }
-            }
-        }
-        out.sort();
-        out
-    }
-
-    #[test]
-    fn storage_is_send_and_sync() {
-        fn check<T: Send + Sync>() {}
-        check::<Storage>();
-        check::<Arc<Storage>>();
-    }
-
-    #[test]
-    fn round_trip_directory() {
-        let tmp = tempfile::tempdir().unwrap();
-        let src = source_tree(tmp.path());
-        let (m, seed_tree) = scan(&src);
-        assert_eq!(m.chunk_count(), 8);
-        let seed = Storage::open_seed(&m, &src).unwrap();
-        let out = tmp.path().join("out");
-        let mut dl = Storage::open_download(&m, &m.id(), &out).unwrap();
-        assert!(!dl.complete);
-        assert!(dl.have.none_set());
-        fetch(&seed, &seed_tree, &mut dl, 0..m.chunk_count());
-        assert!(dl.have.is_full());
-        dl.storage.save_resume(&dl.have, &dl.tree).unwrap();
-        let done = dl.storage.finish().unwrap();
-        assert_eq!(done, out.join("share"));
-        assert_eq!(dl.storage.final_path(), out.join("share"));
-
-        assert_eq!(files_under(&src), files_under(&done));
-        assert_eq!(fs::read(done.join("sub/empty")).unwrap(), b"");
-        assert!(done.join("void").is_dir());
-        assert!(!out.join("share.kadswarm-part").exists());
-        assert_eq!(fs::read_dir(&out).unwrap().count(), 1);
-
-        // Seeding continues from the final location, read-only.
-        for i in 0..m.chunk_count() {
-            assert_eq!(
-                dl.storage.read_chunk(i).unwrap(),
-                seed.read_chunk(i).unwrap()
-            );
-        }
-        let err = dl
-            .storage
-            .write_chunk(0, &seed.read_chunk(0).unwrap())
-            .unwrap_err();
-        assert_eq!(err.kind(), io::ErrorKind::PermissionDenied);
-        assert!(dl.storage.save_resume(&dl.have, &dl.tree).is_err());
-        // Finishing twice is harmless.
-        assert_eq!(dl.storage.finish().unwrap(), done);
-    }
-
-    #[test]
-    fn round_trip_single_file() {
-        let tmp = tempfile::tempdir().unwrap();
-        let src = tmp.path().join("movie.bin");
-        fs::write(&src, bytes(3 * CS as usize + 17, 9)).unwrap();
-        let (m, seed_tree) = scan(&src);
-        let seed = Storage::open_seed(&m, &src).unwrap();
-        let out = tmp.path().join("out");
-        let mut dl = Storage::open_download(&m, &m.id(), &out).unwrap();
-        let content = out.join("movie.bin.kadswarm-part/content");
-        assert!(content.is_file());
-        assert_eq!(fs::metadata(&content).unwrap().len(), m.total_length());
-        fetch(&seed, &seed_tree, &mut dl, (0..m.chunk_count()).rev());
-        let done = dl.storage.finish().unwrap();
-        assert_eq!(fs::read(&done).unwrap(), fs::read(&src).unwrap());
-        assert!(!out.join("movie.bin.kadswarm-part").exists());
-        assert_eq!(dl.storage.read_chunk(3).unwrap().len(), 17);
-    }
-
-    #[test]
-    fn chunks_spanning_file_boundaries() {
-        let tmp = tempfile::tempdir().unwrap();
-        let src = source_tree(tmp.path());
-        let (m, _) = scan(&src);
-        let seed = Storage::open_seed(&m, &src).unwrap();
-        let mut all = bytes(20_000, 1);
-        all.extend(bytes(100_000, 2));
-        all.extend(bytes(5, 3));
-        assert_eq!(all.len() as u64, m.total_length());
-        for i in 0..m.chunk_count() {
-            let r = m.chunk_range(i);
-            assert_eq!(
-                seed.read_chunk(i).unwrap(),
-                &all[r.start as usize..r.end as usize],
-                "chunk {i}"
-            );
-            let mine: Vec<_> = seed
-                .spans(i)
-                .map(|s| (s.file, s.offset, s.len as u64))
-                .collect();
-            let theirs: Vec<_> = m
-                .chunk_spans(i)
-                .iter()
-                .map(|s| (s.file, s.offset, s.len))
-                .collect();
-            assert_eq!(mine, theirs, "chunk {i}");
-        }
-        // Chunk 1 covers the end of a.bin and the start of sub/b.bin; the last
-        // one the end of b.bin, the empty file (nothing) and z.bin.
-        assert_eq!(seed.spans(1).count(), 2);
-        assert_eq!(
-            seed.spans(7).map(|s| s.file).collect::<Vec<_>>(),
-            vec![1, 3]
-        );
-        // Written across the boundary, read back the same.
-        let out = tmp.path().join("out");
-        let dl = Storage::open_download(&m, &m.id(), &out).unwrap();
-        dl.storage
-            .write_chunk(1, &seed.read_chunk(1).unwrap())
-            .unwrap();
-        let part = out.join("share.kadswarm-part/content");
-        let a = fs::read(part.join("a.bin")).unwrap();
-        let b = fs::read(part.join("sub/b.bin")).unwrap();
-        assert_eq!(&a[CS as usize..], &all[CS as usize..20_000]);
-        assert_eq!(
-            &b[..2 * CS as usize - 20_000],
-            &all[20_000..2 * CS as usize]
-        );
-    }
-
-    #[test]
-    fn partial_folder_is_used_until_finish() {
-        let tmp = tempfile::tempdir().unwrap();
-        let src = source_tree(tmp.path());
-        let (m, seed_tree) = scan(&src);
-        let seed = Storage::open_seed(&m, &src).unwrap();
-        let out = tmp.path().join("out");
-        let mut dl = Storage::open_download(&m, &m.id(), &out).unwrap();
-        let part = out.join("share.kadswarm-part");
-        // Every file at its final length, the empty ones too, before any chunk arrives.
-        assert_eq!(
-            fs::metadata(part.join("content/sub/b.bin")).unwrap().len(),
-            100_000
-        );
-        assert_eq!(
-            fs::metadata(part.join("content/sub/empty")).unwrap().len(),
-            0
-        );
-        assert!(part.join("content/void").is_dir());
-        fetch(&seed, &seed_tree, &mut dl, 0..3);
-        assert!(!lock(&dl.storage.state).dirty.is_empty());
-        dl.storage.save_resume(&dl.have, &dl.tree).unwrap();
-        // Data was synced before the state claiming it was written.
-        assert!(lock(&dl.storage.state).dirty.is_empty());
-        assert!(part.join("resume.cbor").is_file());
-        assert!(!part.join("resume.cbor.tmp").exists());
-        assert!(!out.join("share").exists());
-        assert_eq!(dl.storage.final_path(), out.join("share"));
-        fetch(&seed, &seed_tree, &mut dl, 3..m.chunk_count());
-        assert!(!out.join("share").exists());
-        dl.storage.finish().unwrap();
-        assert!(out.join("share").is_dir());
-        assert!(!part.exists());
-    }
-
-    #[test]
-    fn resume_keeps_saved_chunks_and_drops_corrupted_ones() {
-        let tmp = tempfile::tempdir().unwrap();
-        let src = source_tree(tmp.path());
-        let (m, seed_tree) = scan(&src);
-        let seed = Storage::open_seed(&m, &src).unwrap();
-        let out = tmp.path().join("out");
-        let mut dl = Storage::open_download(&m, &m.id(), &out).unwrap();
-        let saved = [0u32, 2, 3, 7];
-        fetch(&seed, &seed_tree, &mut dl, saved.iter().copied());
-        dl.storage.save_resume(&dl.have, &dl.tree).unwrap();
-        // Written after the save: not claimed on reopen.
-        fetch(&seed, &seed_tree, &mut dl, [5].into_iter());
-        drop(dl);
-
-        let dl = Storage::open_download(&m, &m.id(), &out).unwrap();
-        assert!(!dl.complete);
-        assert_eq!(dl.have.iter_ones().collect::<Vec<_>>(), saved);
-        for i in saved {
-            assert_eq!(dl.tree.proof(i), seed_tree.proof(i), "proof for chunk {i}");
-        }
-        drop(dl);
-
-        // Flip one byte of chunk 3 (it lies inside sub/b.bin) on disk.
-        let b = out.join("share.kadswarm-part/content/sub/b.bin");
-        let mut data = fs::read(&b).unwrap();
-        let at = 3 * CS as usize - 20_000 + 10;
-        data[at] ^= 0xff;
-        fs::write(&b, &data).unwrap();
-        let mut dl = Storage::open_download(&m, &m.id(), &out).unwrap();
-        assert_eq!(dl.have.iter_ones().collect::<Vec<_>>(), [0, 2, 7]);
-
-        // The rest can still be fetched and the result is exact.
-        let missing: Vec<u32> = (0..m.chunk_count()).filter(|&i| !dl.have.get(i)).collect();
-        fetch(&seed, &seed_tree, &mut dl, missing.into_iter());
-        let done = dl.storage.finish().unwrap();
-        assert_eq!(files_under(&src), files_under(&done));
-    }
-
-    fn rewrite_resume(out: &Path, edit: impl FnOnce(&mut ResumeFile)) {
-        let path = out.join("share.kadswarm-part/resume.cbor");
-        let mut r: ResumeFile = cbor4ii::serde::from_slice(&fs::read(&path).unwrap()).unwrap();
-        edit(&mut r);
-        fs::write(&path, cbor4ii::serde::to_vec(Vec::new(), &r).unwrap()).unwrap();
-    }
-
-    fn saved_download(tmp: &Path) -> (Manifest, PathBuf) {
-        let src = source_tree(tmp);
-        let (m, seed_tree) = scan(&src);
-        let seed = Storage::open_seed(&m, &src).unwrap();
-        let out = tmp.join("out");
-        let mut dl = Storage::open_download(&m, &m.id(), &out).unwrap();
-        fetch(&seed, &seed_tree, &mut dl, 0..4);
-        dl.storage.save_resume(&dl.have, &dl.tree).unwrap();
-        (m, out)
-    }
-
-    #[test]
-    fn resume_for_a_different_id_is_ignored() {
-        let tmp = tempfile::tempdir().unwrap();
-        let (m, out) = saved_download(tmp.path());
-        rewrite_resume(&out, |r| r.id = ContentId::from_bytes([0xab; 32]));
-        // A stray file from the other download must not survive into our content.
-        fs::write(out.join("share.kadswarm-part/content/stray"), b"x").unwrap();
-        let dl = Storage::open_download(&m, &m.id(), &out).unwrap();
-        assert!(dl.have.none_set());
-        assert!(!out.join("share.kadswarm-part/content/stray").exists());
-        assert_eq!(
-            fs::metadata(out.join("share.kadswarm-part/content/sub/b.bin"))
-                .unwrap()
-                .len(),
-            100_000
-        );
-    }
-
-    #[test]
-    fn forged_claims_in_resume_are_rechecked() {
-        let tmp = tempfile::tempdir().unwrap();
-        let (m, out) = saved_download(tmp.path());
-        // Claims every chunk and adds a forged leaf: only the four written ones survive.
-        rewrite_resume(&out, |r| {
-            r.have = Bitfield::full(m.chunk_count()).to_bytes();
-            let mut forged = vec![0u8; NODE_LEN];
-            forged[4] = 6; // level 0, position 6
-            r.nodes.extend_from_slice(&forged);
-        });
-        let dl = Storage::open_download(&m, &m.id(), &out).unwrap();
-        assert_eq!(dl.have.iter_ones().collect::<Vec<_>>(), [0, 1, 2, 3]);
-        assert!(!dl.tree.has_leaf(6));
-    }
-
-    #[test]
-    fn corrupt_resume_is_ignored_without_panic() {
-        let tmp = tempfile::tempdir().unwrap();
-        let resume_of = |out: &Path| out.join("share.kadswarm-part/resume.cbor");
-        let edits: [fn(&Path); 4] = [
-            |p| fs::write(p, b"not cbor at all").unwrap(),
-            |p| fs::write(p, b"").unwrap(),
-            |p| {
-                let good = fs::read(p).unwrap();
-                fs::write(p, &good[..good.len() / 2]).unwrap()
-            },
-            |p| {
-                // Over the size bound: rejected unread.
-                let f = File::create(p).unwrap();
-                f.set_len(RESUME_SLACK + (1 << 20)).unwrap();
-            },
-        ];
-        for (k, edit) in edits.iter().enumerate() {
-            let (m, out) = saved_download(&tmp.path().join(format!("bytes{k}")));
-            edit(&resume_of(&out));
-            let dl = Storage::open_download(&m, &m.id(), &out).unwrap();
-            assert!(dl.have.none_set(), "case {k}: {:?}", dl.have);
-        }
-        // A bitfield of the wrong length, ragged nodes, an unknown version.
-        let fields: [fn(&mut ResumeFile); 3] =
-            [|r| r.have.push(0), |r| r.nodes.push(0), |r| r.version = 9];
-        for (k, edit) in fields.into_iter().enumerate() {
-            let (m, out) = saved_download(&tmp.path().join(format!("field{k}")));
-            rewrite_resume(&out, edit);
-            let dl = Storage::open_download(&m, &m.id(), &out).unwrap();
-            assert!(dl.have.none_set(), "case {k}: {:?}", dl.have);
-        }
-    }
-
-    #[test]
-    fn existing_complete_output_is_detected() {
-        let tmp = tempfile::tempdir().unwrap();
-        let src = source_tree(tmp.path());
-        let (m, seed_tree) = scan(&src);
-        // The source's parent already holds the complete content.
-        let opened = Storage::open_download(&m, &m.id(), src.parent().unwrap()).unwrap();
-        assert!(opened.complete);
-        assert!(opened.have.is_full());
-        assert_eq!(opened.tree.root(), m.root);
-        for i in 0..m.chunk_count() {
-            assert_eq!(opened.tree.proof(i), seed_tree.proof(i));
-        }
-        assert_eq!(opened.storage.read_chunk(0).unwrap().len(), CS as usize);
-        assert!(opened
-            .storage
-            .write_chunk(0, &vec![0; CS as usize])
-            .is_err());
-        // Nothing was written next to it.
-        assert!(!src.with_file_name("share.kadswarm-part").exists());
-        assert_eq!(fs::read_dir(src.parent().unwrap()).unwrap().count(), 1);
-    }
-
-    #[test]
-    fn existing_different_output_is_refused_and_untouched() {
-        let tmp = tempfile::tempdir().unwrap();
-        let src = source_tree(tmp.path());
-        let (m, _) = scan(&src);
-        let out = src.parent().unwrap();
-        let before = files_under(&src);
-
-        // Same lengths, one byte different.
-        let z = src.join("z.bin");
-        let mut data = fs::read(&z).unwrap();
-        data[0] ^= 1;
-        fs::write(&z, &data).unwrap();
-        let before_edit = files_under(&src);
-        let err = Storage::open_download(&m, &m.id(), out).unwrap_err();
-        match &err {
-            StorageError::OutputExists { path, .. } => assert_eq!(path, &src),
-            other => panic!("expected OutputExists, got {other}"),
-        }
-        let msg = err.to_string();
-        assert!(msg.contains("--out") && msg.contains("share"), "{msg}");
-        assert_eq!(files_under(&src), before_edit);
-        assert_ne!(files_under(&src), before);
-
-        // Different length.
-        fs::write(&z, b"longer than before").unwrap();
-        let err = Storage::open_download(&m, &m.id(), out).unwrap_err();
-        assert!(matches!(err, StorageError::OutputExists { .. }), "{err}");
-        assert_eq!(fs::read(&z).unwrap(), b"longer than before");
-
-        // A file where the directory should be.
-        let other_out = tmp.path().join("o2");
-        fs::create_dir(&other_out).unwrap();
-        fs::write(other_out.join("share"), b"hi").unwrap();
-        let err = Storage::open_download(&m, &m.id(), &other_out).unwrap_err();
-        assert!(matches!(err, StorageError::OutputExists { .. }), "{err}");
-        assert_eq!(fs::read(other_out.join("share")).unwrap(), b"hi");
-        assert!(!out.join("share.kadswarm-part").exists());
-        assert!(!other_out.join("share.kadswarm-part").exists());
-    }
-
-    #[test]
-    fn output_appearing_before_finish_is_not_replaced() {
-        let tmp = tempfile::tempdir().unwrap();
-        let src = tmp.path().join("f.bin");
-        fs::write(&src, bytes(40_000, 4)).unwrap();
-        let (m, seed_tree) = scan(&src);
-        let seed = Storage::open_seed(&m, &src).unwrap();
-        let out = tmp.path().join("out");
-        let mut dl = Storage::open_download(&m, &m.id(), &out).unwrap();
-        fetch(&seed, &seed_tree, &mut dl, 0..m.chunk_count());
-        fs::write(out.join("f.bin"), b"mine").unwrap();
-        let err = dl.storage.finish().unwrap_err();
-        assert!(matches!(err, StorageError::OutputExists { .. }), "{err}");
-        assert_eq!(fs::read(out.join("f.bin")).unwrap(), b"mine");
-        // The download is intact and still writable; it finishes once the way is clear.
-        fs::remove_file(out.join("f.bin")).unwrap();
-        dl.storage
-            .write_chunk(0, &seed.read_chunk(0).unwrap())
-            .unwrap();
-        let done = dl.storage.finish().unwrap();
-        assert_eq!(fs::read(done).unwrap(), fs::read(&src).unwrap());
-    }
-
-    #[test]
-    fn wrong_length_and_out_of_range_are_errors() {
-        let tmp = tempfile::tempdir().unwrap();
-        let src = source_tree(tmp.path());
-        let (m, _) = scan(&src);
-        let out = tmp.path().join("out");
-        let dl = Storage::open_download(&m, &m.id(), &out).unwrap();
-        let s = &dl.storage;
-        let err = s.write_chunk(0, &vec![1; CS as usize - 1]).unwrap_err();
-        assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
-        assert!(s.write_chunk(0, &vec![1; CS as usize + 1]).is_err());
-        // The last chunk is short: a full-size write is wrong there.
-        assert!(s.write_chunk(7, &vec![1; CS as usize]).is_err());
-        assert!(s.write_chunk(8, &[]).is_err());
-        assert!(s.read_chunk(8).is_err());
-        assert!(s.read_chunk(u32::MAX).is_err());
-        // Nothing reached the disk.
-        assert_eq!(
-            fs::read(out.join("share.kadswarm-part/content/a.bin")).unwrap(),
-            vec![0; 20_000]
-        );
-        // A seed is read-only.
-        let mut seed = Storage::open_seed(&m, &src).unwrap();
-        let err = seed.write_chunk(0, &vec![0; CS as usize]).unwrap_err();
-        assert_eq!(err.kind(), io::ErrorKind::PermissionDenied);
-        assert!(matches!(seed.finish(), Err(StorageError::ReadOnly { .. })));
-        assert!(seed
-            .save_resume(&Bitfield::new(8), &MerkleTree::with_root(m.root, 8))
-            .is_err());
-        assert_eq!(fs::read(src.join("a.bin")).unwrap(), bytes(20_000, 1));
-    }
-
-    #[test]
-    fn seed_checks_file_lengths() {
-        let tmp = tempfile::tempdir().unwrap();
-        let src = source_tree(tmp.path());
-        let (m, _) = scan(&src);
-        fs::write(src.join("z.bin"), b"123456").unwrap();
-        match Storage::open_seed(&m, &src) {
-            Err(StorageError::LengthMismatch {
-                path,
-                expected,
-                found,
-            }) => {
-                assert_eq!((path, expected, found), (src.join("z.bin"), 5, 6));
-            }
-            other => panic!("expected LengthMismatch, got {other:?}"),
-        }
-        fs::remove_file(src.join("z.bin")).unwrap();
-        let err = Storage::open_seed(&m, &src).unwrap_err();
-        assert!(err.to_string().contains("z.bin"), "{err}");
-    }
-
-    #[test]
-    fn open_handles_stay_bounded() {
-        let tmp = tempfile::tempdir().unwrap();
-        let root = tmp.path().join("many");
-        fs::create_dir(&root).unwrap();
-        let mut all = Vec::new();
-        for k in 0..12u8 {
-            let data = bytes(5_000 + usize::from(k) * 300, k);
-            fs::write(root.join(format!("f{k:02}")), &data).unwrap();
-            all.extend(data);
-        }
-        let (m, seed_tree) = scan(&root);
-        let mut seed = Storage::open_seed(&m, &root).unwrap();
-        seed.max_open = 3;
-        let out = tmp.path().join("out");
-        let mut dl = Storage::open_download(&m, &m.id(), &out).unwrap();
-        dl.storage.max_open = 3;
-        for i in 0..m.chunk_count() {
-            let r = m.chunk_range(i);
-            assert_eq!(
-                seed.read_chunk(i).unwrap(),
-                &all[r.start as usize..r.end as usize]
-            );
-            assert!(seed.open_handles() <= 3);
-        }
-        fetch(&seed, &seed_tree, &mut dl, 0..m.chunk_count());
-        assert!(dl.storage.open_handles() <= 3);
-        dl.storage.save_resume(&dl.have, &dl.tree).unwrap();
-        let done = dl.storage.finish().unwrap();
-        assert_eq!(files_under(&root), files_under(&done));
-    }
-
-    #[test]
-    fn empty_content_downloads_and_finishes() {
-        let tmp = tempfile::tempdir().unwrap();
-        let root = tmp.path().join("hollow");
-        fs::create_dir_all(root.join("inner/deeper")).unwrap();
-        fs::write(root.join("zero"), b"").unwrap();
-        let (m, _) = scan(&root);
-        assert_eq!(m.chunk_count(), 0);
-        let out = tmp.path().join("out");
-        let mut dl = Storage::open_download(&m, &m.id(), &out).unwrap();
-        assert!(dl.have.is_full() && !dl.complete);
-        dl.storage.save_resume(&dl.have, &dl.tree).unwrap();
-        let done = dl.storage.finish().unwrap();
-        assert!(done.join("inner/deeper").is_dir());
-        assert_eq!(fs::metadata(done.join("zero")).unwrap().len(), 0);
-        // And once there, it is recognised as complete.
-        assert!(Storage::open_download(&m, &m.id(), &out).unwrap().complete);
-    }
-
-    #[test]
-    fn concurrent_reads_and_writes_through_arc() {
-        let tmp = tempfile::tempdir().unwrap();
-        let src = source_tree(tmp.path());
-        let (m, _) = scan(&src);
-        let seed = Arc::new(Storage::open_seed(&m, &src).unwrap());
-        let dl = Storage::open_download(&m, &m.id(), &tmp.path().join("out")).unwrap();
-        let dst = Arc::new(dl.storage);
-        let threads: Vec<_> = (0..4u32)
-            .map(|t| {
-                let (seed, dst) = (Arc::clone(&seed), Arc::clone(&dst));
-                std::thread::spawn(move || {
-                    for i in (t..8).step_by(4) {
-                        dst.write_chunk(i, &seed.read_chunk(i).unwrap()).unwrap();
-                    }
-                })
-            })
-            .collect();
-        for t in threads {
-            t.join().unwrap();
-        }
-        for i in 0..m.chunk_count() {
-            assert_eq!(dst.read_chunk(i).unwrap(), seed.read_chunk(i).unwrap());
-        }
-        let mut dst = Arc::try_unwrap(dst).unwrap();
-        let done = dst.finish().unwrap();
-        assert_eq!(files_under(&src), files_under(&done));
-    }
-}
+mod tests;
+#[cfg(test)]
+mod tests_safety;
