@@ -48,7 +48,7 @@ fn a_shared_file_reaches_two_getters_byte_identical() {
             path.display()
         );
         assert!(
-            !out.join("video.bin.kadswarm-part").exists(),
+            !out.join(format!(".kadswarm-{id}.part")).exists(),
             "the partial-download folder was left behind"
         );
     }
