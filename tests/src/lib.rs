@@ -9,10 +9,21 @@ pub use testnet::datagen::{generate as write_random_file, sha256_file};
 
 /// Path of the `node` binary of this workspace, built once with the same profile as the tests.
 ///
-/// Never `node` from PATH: on these machines that is Node.js.
+/// `KADSWARM_NODE_BIN=<path>` runs the tests against that binary instead (an
+/// older build, to see a test fail). Never `node` from PATH: on these
+/// machines that is Node.js.
 pub fn node_bin() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
+        if let Some(bin) = std::env::var_os("KADSWARM_NODE_BIN") {
+            let bin = PathBuf::from(bin);
+            assert!(
+                bin.is_file(),
+                "KADSWARM_NODE_BIN={} is not a file",
+                bin.display()
+            );
+            return bin;
+        }
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
         let release = !cfg!(debug_assertions);
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
@@ -116,6 +127,11 @@ impl NodeProc {
                 }
             }
         }
+    }
+
+    /// The process ID (for reading its memory use from /proc).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// All stdout lines printed so far and not yet read.

@@ -22,6 +22,7 @@ pub mod frame;
 pub mod measure;
 pub mod net;
 pub mod noncanonical;
+pub mod probe;
 pub mod rss;
 pub mod server;
 pub mod victim;
