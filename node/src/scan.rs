@@ -3,7 +3,9 @@
 //! Directories are walked in byte-wise name order so the same tree always
 //! gives the same content ID. Symlinks and special files are skipped, never
 //! followed, so a share cannot reach outside the tree it names. Every file is
-//! streamed through a 1 MiB buffer; nothing is held whole in memory.
+//! streamed through a 1 MiB buffer; nothing is held whole in memory. The
+//! identity of each file hashed (device, inode, length) is recorded, so
+//! serving can check it is still the same file ([`scan_share`]).
 
 use std::fs::{self, File, Metadata};
 use std::io::{self, Read};

@@ -615,13 +615,25 @@ impl Storage {
             detail,
         };
         let now = part
-            .content_identity()
+            .content_meta()
             .map_err(|e| io_err(&part.dir.join(CONTENT), "inspect", e))?;
-        match now {
-            Some((id, false)) if Some(id) == self.content_id => {}
-            Some((_, true)) => return Err(changed(format!("{CONTENT} is now a link"))),
-            Some(_) => return Err(changed(format!("{CONTENT} was replaced"))),
-            None => return Err(changed(format!("{CONTENT} is gone"))),
+        let Some(now) = now else {
+            return Err(changed(format!("{CONTENT} is gone")));
+        };
+        if now.file_type().is_symlink() {
+            return Err(changed(format!("{CONTENT} is now a link")));
+        }
+        if Some(Identity::of(&now)) != self.content_id {
+            return Err(changed(format!("{CONTENT} was replaced")));
+        }
+        if let (Some(_), [only]) = (&state.base.top, self.files.as_slice()) {
+            if now.len() != only.len {
+                return Err(changed(format!(
+                    "{CONTENT} is {} bytes, not {}",
+                    now.len(),
+                    only.len
+                )));
+            }
         }
         if state.base.top.is_none() {
             // `content` is our directory (checked above); each file in it must be ours too.

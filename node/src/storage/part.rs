@@ -20,7 +20,7 @@ use protocol::ContentId;
 use rustix::fs::FlockOperation;
 use rustix::io::Errno;
 
-use super::nofollow::{self, create_file_at, ensure_dir_at, lstat_at, remove_tree_at, Identity};
+use super::nofollow::{self, create_file_at, ensure_dir_at, lstat_at, remove_tree_at};
 use super::{io_err, StorageError};
 
 /// Inside the part folder: held locked while a process downloads into it.
@@ -95,10 +95,9 @@ impl Part {
         part_name(&self.id)
     }
 
-    /// Identity of what is at `content` now (the link itself if it is one).
-    pub fn content_identity(&self) -> io::Result<Option<(Identity, bool)>> {
-        Ok(lstat_at(self.fd.as_fd(), OsStr::new(CONTENT))?
-            .map(|m| (Identity::of(&m), m.file_type().is_symlink())))
+    /// What is at `content` now (the link itself if it is one).
+    pub fn content_meta(&self) -> io::Result<Option<std::fs::Metadata>> {
+        lstat_at(self.fd.as_fd(), OsStr::new(CONTENT))
     }
 
     /// Removes the whole part folder (its lock goes with it; we still hold it until drop).

@@ -97,6 +97,20 @@ fn finish_refuses_files_this_download_did_not_write() {
     assert_eq!(fs::read(&victim).unwrap(), b"precious");
     assert!(fs::symlink_metadata(out.join("f.bin")).is_err());
 
+    // The same file, cut short behind our back.
+    let out = tmp.path().join("out4");
+    let mut dl = downloaded(&src, &m, &tree, &out);
+    let content = part_in(&out).join("content");
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&content)
+        .unwrap()
+        .set_len(100)
+        .unwrap();
+    let err = dl.storage.finish().unwrap_err();
+    assert!(matches!(err, StorageError::Changed { .. }), "{err}");
+    assert!(!out.join("f.bin").exists());
+
     // A file inside a directory download swapped for another.
     let tree_src = source_tree(&tmp.path().join("t"));
     let (m, tree) = scan(&tree_src);
