@@ -968,13 +968,13 @@ impl Engine {
             } => {
                 tracing::debug!(%peer, "inbound request failed: {error}");
                 if self.uploads.finished(request_id) {
-                    let stalled = match &error {
-                        request_response::InboundFailure::Timeout => true,
-                        request_response::InboundFailure::Io(e) => {
-                            e.kind() == std::io::ErrorKind::TimedOut
-                        }
-                        _ => false,
-                    };
+                    // Only the codec's no-progress deadline counts: libp2p's own timeout also
+                    // covers the time the upload waited in our queue, which is not the peer's doing.
+                    let stalled = matches!(
+                        &error,
+                        request_response::InboundFailure::Io(e)
+                            if e.kind() == std::io::ErrorKind::TimedOut
+                    );
                     if stalled {
                         self.on_upload_stalled(peer);
                     }
