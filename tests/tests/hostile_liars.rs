@@ -28,6 +28,7 @@ async fn a_liar_is_banned_and_the_copy_is_exact(attack: Attack) {
     let mut cfg = Config::new(attack, boot_addr.parse().unwrap());
     cfg.content = Some(seeder.id.parse().unwrap());
     cfg.upstream = Some(seeder.addr.clone());
+    cfg.file = Some(src.clone());
     let liar = Hostile::start(cfg).await.unwrap();
     tokio::time::sleep(Duration::from_secs(2)).await;
 
@@ -49,9 +50,10 @@ async fn a_liar_is_banned_and_the_copy_is_exact(attack: Attack) {
     let s = read_stats(&stats).expect("getter stats");
     assert!(
         s.banned.contains(&liar.peer_id().to_string()),
-        "the {attack} peer {} was not banned (banned: {:?}); log:\n{}",
+        "the {attack} peer {} was not banned (banned: {:?}; it did {}); log:\n{}",
         liar.peer_id(),
         s.banned,
+        liar.stats(),
         getter.log_text()
     );
 }

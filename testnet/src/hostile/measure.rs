@@ -73,6 +73,8 @@ pub struct Row {
     pub attack: Option<Attack>,
     /// Honest download times; None for one that did not finish.
     pub times: Vec<Option<Duration>>,
+    /// RSS of the seeder when the attack started.
+    pub start_rss: u64,
     /// Peak RSS of the seeder during the measurement.
     pub peak_rss: u64,
     /// RSS of the seeder `settle` after the attackers stopped.
@@ -81,6 +83,8 @@ pub struct Row {
     pub copies_ok: bool,
     /// What went wrong besides the figures (attackers that did not start…).
     pub notes: Vec<String>,
+    /// Remarks that are not failures (the seeder was restarted first…).
+    pub info: Vec<String>,
 }
 
 impl Row {
@@ -155,45 +159,45 @@ impl Outcome {
         };
         let _ = writeln!(
             s,
-            "{:<15} {:>10} {:>7} {:>11} {:>11} {:>11}  verdict",
-            "attack", "honest", "ratio", "peak RSS", "RSS after", "baseline"
+            "no attack: honest download {} (median), seeder RSS {} at rest, {} peak{}",
+            time(self.baseline.median()),
+            units::bytes(self.baseline_rss),
+            units::bytes(self.baseline.peak_rss),
+            if self.baseline.copies_ok {
+                ""
+            } else {
+                "; A COPY DIFFERS"
+            }
         );
         let _ = writeln!(
             s,
-            "{:<15} {:>10} {:>7} {:>11} {:>11} {:>11}  {}",
-            "(none)",
-            time(self.baseline.median()),
-            "1.00",
-            units::bytes(self.baseline.peak_rss),
-            units::bytes(self.baseline_rss),
-            units::bytes(self.baseline_rss),
-            if self.baseline.copies_ok {
-                "copies ok"
-            } else {
-                "COPY DIFFERS"
-            }
+            "{:<15} {:>10} {:>7} {:>11} {:>11} {:>11}  verdict",
+            "attack", "honest", "ratio", "RSS start", "peak RSS", "RSS after"
         );
         for row in &self.rows {
             let fails = self.failures(row);
-            let verdict = if fails.is_empty() {
+            let mut verdict = if fails.is_empty() {
                 "PASS".to_string()
             } else {
                 format!("FAIL: {}", fails.join("; "))
             };
+            for i in &row.info {
+                let _ = write!(verdict, " ({i})");
+            }
             let _ = writeln!(
                 s,
                 "{:<15} {:>10} {:>7} {:>11} {:>11} {:>11}  {verdict}",
                 row.attack.map_or("(none)", Attack::as_str),
                 time(row.median()),
                 self.ratio(row).map_or("-".into(), |r| format!("{r:.2}")),
+                units::bytes(row.start_rss),
                 units::bytes(row.peak_rss),
                 units::bytes(row.after_rss),
-                units::bytes(self.baseline_rss),
             );
         }
         let _ = writeln!(
             s,
-            "bars: honest time <= {MAX_RATIO}x baseline, peak RSS <= {}, RSS after the attackers left <= {MAX_AFTER_FACTOR} x baseline",
+            "bars: honest time <= {MAX_RATIO}x the no-attack median, peak RSS <= {}, RSS after the attackers left <= {MAX_AFTER_FACTOR} x the RSS at rest",
             units::bytes(MAX_PEAK_RSS)
         );
         s
@@ -202,7 +206,7 @@ impl Outcome {
     /// `hostile.csv`: one line per measurement, times in seconds, memory in bytes.
     pub fn csv(&self) -> String {
         let mut s = String::from(
-            "attack,times_s,median_s,ratio,peak_rss_bytes,after_rss_bytes,baseline_rss_bytes,copies_ok,pass,notes\n",
+            "attack,times_s,median_s,ratio,start_rss_bytes,peak_rss_bytes,after_rss_bytes,baseline_rss_bytes,copies_ok,pass,notes\n",
         );
         for (row, is_base) in
             std::iter::once((&self.baseline, true)).chain(self.rows.iter().map(|r| (r, false)))
@@ -219,7 +223,7 @@ impl Outcome {
             };
             let _ = writeln!(
                 s,
-                "{},{},{},{},{},{},{},{},{},\"{}\"",
+                "{},{},{},{},{},{},{},{},{},{},\"{}\"",
                 row.attack.map_or("baseline", Attack::as_str),
                 times.join(";"),
                 row.median()
@@ -229,12 +233,19 @@ impl Outcome {
                 } else {
                     self.ratio(row).map_or(String::new(), |r| format!("{r:.3}"))
                 },
+                row.start_rss,
                 row.peak_rss,
                 row.after_rss,
                 self.baseline_rss,
                 row.copies_ok,
                 fails.is_empty(),
-                fails.join("; ").replace('"', "'")
+                fails
+                    .iter()
+                    .chain(&row.info)
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join("; ")
+                    .replace('"', "'")
             );
         }
         s
@@ -262,8 +273,6 @@ pub async fn run(sup: &mut Supervisor, run: &Path, cfg: &HostileConfig) -> anyho
     let (_, boot) = loopback::start_join(sup, run, "bootstrap", None).await?;
     eprintln!("testnet: bootstrap node at {boot}");
 
-    // The seeder under its own supervisor, so its PID is known for RSS readings.
-    let mut seed_sup = Supervisor::new(sup.bin().to_path_buf());
     let files = NodeFiles::create(run, "seeder")?;
     let port = victim::free_loopback_port()?;
     let mut args = Args::new([OsString::from("share"), share_path.into()])
@@ -274,22 +283,13 @@ pub async fn run(sup: &mut Supervisor, run: &Path, cfg: &HostileConfig) -> anyho
     if let Some(cs) = cfg.chunk_size {
         args = args.opt("--chunk-size", cs.0.to_string());
     }
-    let seeder = seed_sup.spawn("seeder", args.as_slice(), &files.log)?;
     let hashing = Duration::from_secs_f64(cfg.size.0 as f64 / 10e6);
-    let deadline = tokio::time::Instant::now() + loopback::STARTUP_TIMEOUT + hashing;
-    let line = seed_sup
-        .next_line(seeder, deadline, "the content ID")
-        .await?;
-    let id: ContentId = line
-        .text
-        .parse()
-        .with_context(|| format!("the seeder printed {:?} instead of a content ID", line.text))?;
-    let peer = victim::peer_id_from_stats(&files.stats, Duration::from_secs(20)).await?;
+    let stats = files.stats.clone();
+    let (mut seeder, id) =
+        SeederNode::start(sup.bin(), args, files, loopback::STARTUP_TIMEOUT + hashing).await?;
+    let peer = victim::peer_id_from_stats(&stats, Duration::from_secs(20)).await?;
     let seeder_addr = victim::addr(port, peer);
-    let pid = *seed_sup
-        .pids()
-        .first()
-        .context("the seeder exited right after starting")?;
+    let pid = seeder.pid;
     eprintln!("testnet: seeder {seeder_addr} (pid {pid}) shares {id}");
     let content = Content {
         id,
@@ -318,7 +318,19 @@ pub async fn run(sup: &mut Supervisor, run: &Path, cfg: &HostileConfig) -> anyho
 
     let mut rows = Vec::new();
     for &attack in &cfg.attacks {
-        let row = attack_round(
+        // A seeder that kept what the last attack took would pass that on to
+        // this one's figures: start it afresh (same identity and port).
+        let held = rss::rss_bytes(seeder.pid).unwrap_or(0);
+        let mut restarted = None;
+        if held as f64 > baseline_rss as f64 * MAX_AFTER_FACTOR {
+            eprintln!(
+                "testnet: the seeder still holds {}; restarting it before {attack}",
+                units::bytes(held)
+            );
+            seeder.restart().await?;
+            restarted = Some(held);
+        }
+        let mut row = attack_round(
             sup.bin(),
             run,
             cfg,
@@ -326,11 +338,17 @@ pub async fn run(sup: &mut Supervisor, run: &Path, cfg: &HostileConfig) -> anyho
             &boot,
             &seeder_addr,
             &content,
-            pid,
+            seeder.pid,
         )
         .await?;
+        if let Some(held) = restarted {
+            row.info.push(format!(
+                "seeder restarted first: it held {} after the previous attack",
+                units::bytes(held)
+            ));
+        }
         rows.push(row);
-        if let Err(e) = seed_sup.check_alive() {
+        if let Err(e) = seeder.sup.check_alive() {
             eprintln!("testnet: the seeder died during {attack}: {e:#}");
             if let Some(last) = rows.last_mut() {
                 last.notes.push("the seeder died".into());
@@ -338,7 +356,8 @@ pub async fn run(sup: &mut Supervisor, run: &Path, cfg: &HostileConfig) -> anyho
             break;
         }
     }
-    seed_sup
+    seeder
+        .sup
         .shutdown(procs::GRACE, std::future::pending())
         .await;
     Ok(Outcome {
@@ -346,6 +365,71 @@ pub async fn run(sup: &mut Supervisor, run: &Path, cfg: &HostileConfig) -> anyho
         baseline_rss,
         rows,
     })
+}
+
+/// The seeder, under its own supervisor so its PID is known for RSS readings.
+struct SeederNode {
+    sup: Supervisor,
+    args: Args,
+    files: NodeFiles,
+    startup: Duration,
+    starts: usize,
+    pid: u32,
+}
+
+impl SeederNode {
+    /// Starts `node share` and waits for its content ID.
+    async fn start(
+        bin: &Path,
+        args: Args,
+        files: NodeFiles,
+        startup: Duration,
+    ) -> anyhow::Result<(Self, ContentId)> {
+        let mut node = Self {
+            sup: Supervisor::new(bin.to_path_buf()),
+            args,
+            files,
+            startup,
+            starts: 0,
+            pid: 0,
+        };
+        let id = node.spawn().await?;
+        Ok((node, id))
+    }
+
+    async fn spawn(&mut self) -> anyhow::Result<ContentId> {
+        self.starts += 1;
+        let log = match self.starts {
+            1 => self.files.log.clone(),
+            n => self.files.dir.join(format!("node-{n}.log")),
+        };
+        let child = self.sup.spawn("seeder", self.args.as_slice(), &log)?;
+        self.pid = *self
+            .sup
+            .pids()
+            .first()
+            .context("the seeder exited right after starting")?;
+        let deadline = tokio::time::Instant::now() + self.startup;
+        let line = self
+            .sup
+            .next_line(child, deadline, "the content ID")
+            .await?;
+        line.text
+            .parse()
+            .with_context(|| format!("the seeder printed {:?} instead of a content ID", line.text))
+    }
+
+    /// Stops it and starts it again with the same identity, port and share.
+    async fn restart(&mut self) -> anyhow::Result<()> {
+        self.sup
+            .shutdown(procs::GRACE, std::future::pending())
+            .await;
+        self.sup = Supervisor::new(self.sup.bin().to_path_buf());
+        self.spawn().await?;
+        // Let it announce itself again.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        Ok(())
+    }
 }
 
 /// Generates the share: `<run>/source/hostile-share/{data.bin, empty/…}`, or
@@ -397,6 +481,7 @@ async fn attack_round(
     eprintln!("testnet: {attack}: starting {} attacker(s)", cfg.attackers);
     let dir = run.join(format!("attack-{attack}"));
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let start_rss = rss::rss_bytes(pid).unwrap_or(0);
     let sampler = PeakSampler::start(pid);
     let mut asup = Supervisor::new(cfg.attacker_bin.clone());
     let mut notes = Vec::new();
@@ -433,6 +518,7 @@ async fn attack_round(
     tokio::time::sleep(cfg.ramp).await;
     let mut row = honest_runs(node_bin, run, attack.as_str(), boot, content, cfg).await?;
     row.attack = Some(attack);
+    row.start_rss = start_rss;
     row.notes.extend(notes);
     eprintln!("testnet: {attack}: stopping the attackers");
     asup.shutdown(Duration::from_secs(2), std::future::pending())
@@ -476,10 +562,12 @@ async fn honest_runs(
     let mut row = Row {
         attack: None,
         times: Vec::new(),
+        start_rss: 0,
         peak_rss: 0,
         after_rss: 0,
         copies_ok: true,
         notes: Vec::new(),
+        info: Vec::new(),
     };
     for k in 1..=cfg.runs {
         let name = format!("{label}-get-{k}");
@@ -573,10 +661,12 @@ mod tests {
                 .iter()
                 .map(|s| Some(Duration::from_secs_f64(*s)))
                 .collect(),
+            start_rss: after,
             peak_rss: peak,
             after_rss: after,
             copies_ok: true,
             notes: Vec::new(),
+            info: Vec::new(),
         }
     }
 

@@ -65,9 +65,10 @@ pub enum Attack {
     /// answers chunk requests with "don't have", garbage frames and chunks of
     /// random bytes, in turn.
     LyingSeeder,
-    /// Announces itself as a provider and claims every chunk, then relays
-    /// real chunks (with their valid proofs) from an honest upstream seeder
-    /// with one bit of the data flipped.
+    /// Announces itself as a provider and claims every chunk, then serves
+    /// real chunks (with their valid proofs) with one bit of the data
+    /// flipped: from its own copy of the file (`file`), or relayed from an
+    /// honest upstream seeder.
     WrongChunks,
     /// Shares a file under a manifest whose bytes decode to a valid manifest
     /// but are not its canonical encoding (an extra map field); the content
@@ -144,8 +145,8 @@ pub struct Config {
     /// wrong-chunks (required) and lying-seeder (optional): an honest seeder
     /// of `content`, for real manifests and chunks to relay (and corrupt).
     pub upstream: Option<Multiaddr>,
-    /// noncanonical-manifest: the file to share (read into memory, at most
-    /// [`noncanonical::MAX_FILE_BYTES`]).
+    /// noncanonical-manifest (required) and wrong-chunks: the file to share
+    /// (read into memory, at most [`noncanonical::MAX_FILE_BYTES`]).
     pub file: Option<PathBuf>,
 }
 
@@ -280,16 +281,29 @@ impl Hostile {
                 tasks,
             });
         }
-        let served = match cfg.attack {
-            Attack::NoncanonicalManifest => {
-                let file = cfg
-                    .file
-                    .as_deref()
-                    .context("noncanonical-manifest needs a file to share (--file)")?;
+        let served = match (cfg.attack, cfg.file.as_deref()) {
+            (Attack::NoncanonicalManifest, Some(file)) => {
                 server::Served::Own(Arc::new(noncanonical::Share::from_file(file)?))
             }
-            Attack::WrongChunks if cfg.upstream.is_none() => {
-                bail!("wrong-chunks needs an honest seeder to relay from (--upstream)")
+            (Attack::NoncanonicalManifest, None) => {
+                bail!("noncanonical-manifest needs a file to share (--file)")
+            }
+            (Attack::WrongChunks, Some(file)) => {
+                let share =
+                    noncanonical::Share::from_file_with(file, noncanonical::Variant::Canonical)?;
+                if let Some(id) = cfg.content {
+                    if id != share.id {
+                        bail!(
+                            "{} shared with the automatic chunk size is {}, not {id}; give the file the seeder shares",
+                            file.display(),
+                            share.id
+                        );
+                    }
+                }
+                server::Served::Own(Arc::new(share))
+            }
+            (Attack::WrongChunks, None) if cfg.upstream.is_none() => {
+                bail!("wrong-chunks needs the file (--file) or an honest seeder to relay from (--upstream)")
             }
             _ => server::Served::Claimed(cfg.content()?),
         };

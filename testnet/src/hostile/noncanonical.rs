@@ -18,13 +18,15 @@ pub const MAX_FILE_BYTES: u64 = 64 * 1024 * 1024;
 /// How the canonical bytes are bent.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Variant {
+    /// Not at all: the manifest a node builds (for wrong-chunks, which lies in chunks only).
+    Canonical,
     /// One more map entry, `"x-hostile": 1`, which a lenient decoder skips.
     ExtraField,
     /// `version` written as a two-byte integer (`0x18 0x01`) instead of one byte.
     LongInteger,
 }
 
-/// A file shared under a non-canonical manifest, ready to serve.
+/// A file shared under a manifest encoding of our choice, ready to serve.
 pub struct Share {
     /// The manifest the bytes decode to.
     pub manifest: Manifest,
@@ -97,6 +99,7 @@ impl Share {
 /// The canonical encoding `canonical` made non-canonical in `variant`.
 pub fn bend(canonical: &[u8], variant: Variant) -> anyhow::Result<Vec<u8>> {
     match variant {
+        Variant::Canonical => Ok(canonical.to_vec()),
         Variant::ExtraField => {
             // Manifest is a map of 5 entries: header 0xa5. Make it 6 and append one.
             let Some((&0xa5, rest)) = canonical.split_first() else {
@@ -140,13 +143,15 @@ mod tests {
             assert_ne!(share.id, share.manifest.id());
             let grown = match variant {
                 Variant::ExtraField => 11,
-                Variant::LongInteger => 1,
+                Variant::LongInteger | Variant::Canonical => 1,
             };
             assert_eq!(share.bytes.len(), canonical.len() + grown);
             let (data, proof) = share.chunk(0).unwrap();
             assert_eq!(data.len(), share.manifest.chunk_len(0) as usize);
             assert!(!proof.is_empty() || share.manifest.chunk_count() == 1);
         }
+        let honest = Share::from_file_with(&file, Variant::Canonical).unwrap();
+        assert_eq!(honest.id, honest.manifest.id());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

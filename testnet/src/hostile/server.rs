@@ -86,6 +86,24 @@ impl Server {
             .accept(CHUNKS)
             .map_err(|e| anyhow!("cannot accept {CHUNKS} streams: {e}"))?;
         let srv = Arc::new(self);
+        if srv.upstream.is_some() {
+            // An honest seeder answers chunk requests only from interested peers it unchokes.
+            let s = srv.clone();
+            tasks.spawn(async move {
+                let have = Request::Have {
+                    id: s.served.id(),
+                    info: HaveInfo {
+                        have: HaveSet::Nothing,
+                        interested: true,
+                        choking: true,
+                    },
+                };
+                loop {
+                    let _ = s.relay(&have).await;
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                }
+            });
+        }
         tasks.spawn(
             incoming.for_each_concurrent(CONCURRENT, move |(_, stream)| {
                 let srv = srv.clone();
@@ -141,7 +159,9 @@ impl Server {
                 bytes: share.bytes.clone(),
             }),
             (Served::Own(share), Request::Chunk { index, .. }) => match share.chunk(index) {
-                Some((data, proof)) => Answer::Message(Response::Chunk { index, data, proof }),
+                Some((data, proof)) => {
+                    Answer::Message(self.bend_chunk(Response::Chunk { index, data, proof }))
+                }
                 None => Answer::Message(Response::DontHave),
             },
             (Served::Claimed(_), req @ Request::Manifest { .. }) => {
@@ -149,24 +169,28 @@ impl Server {
             }
             (Served::Claimed(_), req @ Request::Chunk { index, .. }) => {
                 if self.attack == Attack::WrongChunks {
-                    return Answer::Message(match self.relay(&req).await {
-                        Response::Chunk {
-                            index,
-                            mut data,
-                            proof,
-                        } => {
-                            // One flipped bit: framing and proof valid, data wrong.
-                            let mid = data.len() / 2;
-                            if let Some(b) = data.get_mut(mid) {
-                                *b ^= 0x10;
-                            }
-                            Response::Chunk { index, data, proof }
-                        }
-                        other => other,
-                    });
+                    return Answer::Message(self.bend_chunk(self.relay(&req).await));
                 }
                 self.lie(index)
             }
+        }
+    }
+
+    /// wrong-chunks: one flipped bit, so framing and proof are valid and the data wrong.
+    fn bend_chunk(&self, r: Response) -> Response {
+        match r {
+            Response::Chunk {
+                index,
+                mut data,
+                proof,
+            } if self.attack == Attack::WrongChunks => {
+                let mid = data.len() / 2;
+                if let Some(b) = data.get_mut(mid) {
+                    *b ^= 0x10;
+                }
+                Response::Chunk { index, data, proof }
+            }
+            other => other,
         }
     }
 
