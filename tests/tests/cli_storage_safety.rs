@@ -90,9 +90,20 @@ fn links_planted_under_out_and_the_data_dir_leave_victims_untouched() {
     let (_boot, boot) = start_bootstrap(logs);
     let (_seeder, id) = start_seeder("seeder", logs, &src, &boot, &["--chunk-size", "64KiB"]);
 
-    // Victims outside every --out: a file and a folder that looks like a part folder.
-    let victim = dir.path().join("victim.txt");
-    std::fs::write(&victim, b"precious").unwrap();
+    // Victims outside every --out and data dir, one per planted link, so a
+    // failure says which link was followed.
+    let victim = |name: &str| {
+        let p = dir.path().join("victims").join(name);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, b"precious").unwrap();
+        p
+    };
+    let v_probe = victim("write-probe");
+    let v_content = victim("content");
+    let v_resume_tmp = victim("resume-tmp");
+    let v_key_tmp = victim("key-tmp");
+    let v_final = victim("final");
+    // A folder that looks like a part folder.
     let victim_dir = dir.path().join("victim-dir");
     std::fs::create_dir(&victim_dir).unwrap();
     std::fs::write(victim_dir.join("content"), b"precious").unwrap();
@@ -112,21 +123,21 @@ fn links_planted_under_out_and_the_data_dir_leave_victims_untouched() {
     let part = out2.join(&part_name);
     std::fs::create_dir_all(&part).unwrap();
     set_mode(&part, 0o700);
-    symlink(&victim, part.join("content")).unwrap();
-    symlink(&victim, part.join("resume.cbor.tmp")).unwrap();
+    symlink(&v_content, part.join("content")).unwrap();
+    symlink(&v_resume_tmp, part.join("resume.cbor.tmp")).unwrap();
     let data2 = dir.path().join("get2-data");
     std::fs::create_dir(&data2).unwrap();
-    symlink(&victim, data2.join("identity.key.tmp")).unwrap();
+    symlink(&v_key_tmp, data2.join("identity.key.tmp")).unwrap();
     if let Some(last) = last_pid() {
         for pid in last + 1..last + 400 {
-            let _ = symlink(&victim, out2.join(format!(".kadswarm-write-test-{pid}")));
+            let _ = symlink(&v_probe, out2.join(format!(".kadswarm-write-test-{pid}")));
         }
     }
 
     // 3. A link at the final path.
     let out3 = dir.path().join("out3");
     std::fs::create_dir(&out3).unwrap();
-    symlink(&victim, out3.join("movie.bin")).unwrap();
+    symlink(&v_final, out3.join("movie.bin")).unwrap();
 
     let mut getters = Vec::new();
     for (k, out) in [&out1, &out2, &out3].into_iter().enumerate() {
@@ -140,23 +151,23 @@ fn links_planted_under_out_and_the_data_dir_leave_victims_untouched() {
     }
     let statuses: Vec<_> = getters.iter_mut().map(|p| p.wait(DONE)).collect();
 
-    assert_eq!(
-        std::fs::read(&victim).unwrap(),
-        b"precious",
-        "victim file changed"
-    );
-    assert_eq!(
-        std::fs::read(victim_dir.join("content")).unwrap(),
-        b"precious"
-    );
-    assert_eq!(
-        std::fs::read(victim_dir.join("resume.cbor")).unwrap(),
-        b"precious"
-    );
-    assert_eq!(
-        std::fs::read_dir(&victim_dir).unwrap().count(),
-        2,
-        "something was created in the victim folder"
+    let mut followed = Vec::new();
+    for v in [&v_probe, &v_content, &v_resume_tmp, &v_key_tmp, &v_final] {
+        if std::fs::read(v).unwrap_or_default() != b"precious" {
+            followed.push(v.file_name().unwrap().to_string_lossy().into_owned());
+        }
+    }
+    for f in ["content", "resume.cbor"] {
+        if std::fs::read(victim_dir.join(f)).unwrap_or_default() != b"precious" {
+            followed.push(format!("part folder ({f})"));
+        }
+    }
+    if std::fs::read_dir(&victim_dir).unwrap().count() != 2 {
+        followed.push("part folder (new files)".into());
+    }
+    assert!(
+        followed.is_empty(),
+        "links were followed and their targets changed: {followed:?}"
     );
 
     // 1 fails and says why.
@@ -242,53 +253,29 @@ fn a_shared_file_swapped_for_a_link_is_not_served() {
     assert!(!out.join("notes.bin").exists());
 }
 
-#[test]
-fn everyday_edge_cases_round_trip() {
-    let dir = tempfile::tempdir().unwrap();
-    let logs = dir.path();
-    let long_name = format!("{}.bin", "n".repeat(246));
-    assert_eq!(long_name.len(), 250);
-    let (long, want_long) = content(&dir.path().join("long"), &long_name, 300_000, 51);
-    let empty = dir.path().join("empty").join("empty.txt");
-    std::fs::create_dir_all(empty.parent().unwrap()).unwrap();
-    std::fs::write(&empty, b"").unwrap();
-
+/// Shares `src`, then runs `get` for it once per name in `runs` into one --out; each must succeed and print the copy's path.
+fn share_then_get(dir: &Path, src: &Path, runs: &[&str]) -> PathBuf {
+    let logs = dir;
     let (_boot, boot) = start_bootstrap(logs);
-    let (_seed_long, id_long) = start_seeder("seed-long", logs, &long, &boot, &[]);
-    let (_seed_empty, id_empty) = start_seeder("seed-empty", logs, &empty, &boot, &[]);
-    let out = dir.path().join("out");
-    let data = dir.path().join("get-data");
-
-    // A 250-byte name, fetched twice: the second run verifies the copy and succeeds.
-    for run in ["get-long", "get-long-again"] {
-        let mut p = NodeProc::start(run, logs, &get_args_quick(&id_long, &out, &data, &boot));
+    let (_seeder, id) = start_seeder("seeder", logs, src, &boot, &[]);
+    let out = dir.join("out");
+    let data = dir.join("get-data");
+    let copy = out.join(src.file_name().unwrap());
+    for run in runs {
+        let mut p = NodeProc::start(run, logs, &get_args_quick(&id, &out, &data, &boot));
         let status = p.wait(DONE);
         assert!(status.success(), "{run} failed:\n{}", p.log_text());
-        let path = out.join(&long_name);
         assert_eq!(
             p.remaining_lines().last().map(String::as_str),
-            path.to_str(),
+            copy.to_str(),
             "{run} should print the path of the copy"
         );
-        assert_eq!(sha256_file(&path).unwrap(), want_long);
+        assert_eq!(
+            sha256_file(&copy).unwrap(),
+            sha256_file(src).unwrap(),
+            "{run}: the copy differs"
+        );
     }
-
-    // Zero bytes of content.
-    let mut p = NodeProc::start(
-        "get-empty",
-        logs,
-        &get_args_quick(&id_empty, &out, &data, &boot),
-    );
-    let status = p.wait(DONE);
-    assert!(
-        status.success(),
-        "get of an empty file failed:\n{}",
-        p.log_text()
-    );
-    let copy = out.join("empty.txt");
-    assert_eq!(std::fs::metadata(&copy).unwrap().len(), 0);
-    assert!(std::fs::metadata(&copy).unwrap().is_file());
-
     // No part folder or probe is left behind.
     let left: Vec<_> = std::fs::read_dir(&out)
         .unwrap()
@@ -296,6 +283,34 @@ fn everyday_edge_cases_round_trip() {
         .filter(|n| n.starts_with('.'))
         .collect();
     assert!(left.is_empty(), "left behind in --out: {left:?}");
+    copy
+}
+
+#[test]
+fn a_250_byte_file_name_round_trips() {
+    let dir = tempfile::tempdir().unwrap();
+    let name = format!("{}.bin", "n".repeat(246));
+    assert_eq!(name.len(), 250);
+    let (src, _) = content(&dir.path().join("src"), &name, 300_000, 51);
+    share_then_get(dir.path(), &src, &["get"]);
+}
+
+#[test]
+fn getting_a_finished_copy_again_verifies_it_and_succeeds() {
+    let dir = tempfile::tempdir().unwrap();
+    let (src, _) = content(&dir.path().join("src"), "album.bin", 300_000, 52);
+    share_then_get(dir.path(), &src, &["get", "get-again"]);
+}
+
+#[test]
+fn an_empty_file_round_trips() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src").join("empty.txt");
+    std::fs::create_dir_all(src.parent().unwrap()).unwrap();
+    std::fs::write(&src, b"").unwrap();
+    let copy = share_then_get(dir.path(), &src, &["get", "get-again"]);
+    let meta = std::fs::metadata(&copy).unwrap();
+    assert!(meta.is_file() && meta.len() == 0);
 }
 
 fn set_mode(path: &Path, mode: u32) {
