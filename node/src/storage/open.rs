@@ -18,6 +18,7 @@ use super::{io_err, Built, Opened, Storage, StorageError};
 use crate::scan::FileIdentity;
 
 impl Storage {
+    /// A share served in place; with `scanned`, only if every file is still the one hashed.
     pub(super) fn seed(
         manifest: &Manifest,
         path: &Path,
