@@ -11,7 +11,7 @@ use kadswarm_tests::{get_args, path_str, sha256_file, start_seeder, NodeProc};
 use libp2p::Multiaddr;
 use testnet::hostile::{victim, Attack, Config, Hostile};
 
-/// What a seeder uses at rest on these machines is about 30 MiB.
+/// One mebibyte (a seeder at rest holds about 30 of them).
 pub const MIB: u64 = 1024 * 1024;
 
 /// A `node share` process listening on a port we know.
