@@ -280,3 +280,116 @@ impl request_response::Codec for ChunkCodec {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::io::Cursor;
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    const STALL: Duration = Duration::from_secs(10);
+
+    /// A peer that never reads: every write stays pending.
+    struct NeverReads;
+
+    impl AsyncWrite for NeverReads {
+        fn poll_write(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            _: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            Poll::Pending
+        }
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Pending
+        }
+        fn poll_close(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Pending
+        }
+    }
+
+    /// A peer that sends `prefix`, then nothing more, forever.
+    struct StopsAfter(Cursor<Vec<u8>>);
+
+    impl AsyncRead for StopsAfter {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &mut [u8],
+        ) -> Poll<io::Result<usize>> {
+            match Pin::new(&mut self.0).poll_read(cx, buf) {
+                Poll::Ready(Ok(0)) => Poll::Pending,
+                other => other,
+            }
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_reader_that_stops_reading_times_out() {
+        let err = write_frame(&mut NeverReads, &[7; 1000], STALL)
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_request_stuck_mid_frame_times_out() {
+        // Announces 100 bytes, sends 10 of them, then stalls.
+        let mut sent = 100u32.to_be_bytes().to_vec();
+        sent.extend_from_slice(&[1; 10]);
+        let mut peer = StopsAfter(Cursor::new(sent));
+        let err = read_frame(&mut peer, 1024, STALL, Some(STALL))
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        // One that never starts is dropped too.
+        let mut silent = StopsAfter(Cursor::new(Vec::new()));
+        let err = read_frame(&mut silent, 1024, STALL, Some(STALL))
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_oversize_frame_is_refused_before_its_body_is_read() {
+        let mut sent = (REQUEST_BASE_BYTES as u32 + 1).to_be_bytes().to_vec();
+        sent.extend_from_slice(&[0; 16]);
+        let mut peer = Cursor::new(sent);
+        let err = read_frame(&mut peer, REQUEST_BASE_BYTES, STALL, None)
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+        assert_eq!(peer.position(), 4, "read past the length prefix");
+    }
+
+    #[test]
+    fn the_request_cap_fits_the_largest_bitfield_we_hold() {
+        let limits = WireLimits::new(STALL);
+        assert_eq!(limits.max_request(), REQUEST_BASE_BYTES);
+        limits.allow_bitfield_for(8 * 1000);
+        assert_eq!(limits.max_request(), REQUEST_BASE_BYTES + 1000);
+        limits.allow_bitfield_for(8);
+        assert_eq!(
+            limits.max_request(),
+            REQUEST_BASE_BYTES + 1000,
+            "a smaller content never lowers the cap below a larger one's"
+        );
+        limits.allow_bitfield_for(u32::MAX);
+        assert_eq!(limits.max_request(), MAX_REQUEST_BYTES);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_frames_never_panic_or_overallocate(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..4096)) {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+            rt.block_on(async {
+                let mut peer = Cursor::new(bytes);
+                if let Ok(Ok(buf)) = tokio::time::timeout(Duration::from_secs(1), read_frame(&mut peer, 512, STALL, None)).await {
+                    assert!(buf.len() <= 512);
+                    let _ = Request::decode(&buf);
+                }
+            });
+        }
+    }
+}
