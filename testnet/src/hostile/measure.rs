@@ -1,14 +1,18 @@
 //! `testnet hostile`: what each attack costs an honest download and the
 //! seeder's memory, on 127.0.0.1.
 //!
-//! A bootstrap node and a seeder (default flags) sharing a generated file
+//! Every round (the baseline, then each attack) gets fresh nodes: a
+//! bootstrap node and a seeder at default flags sharing a generated file
 //! (plus, by default, 10,000 empty files, so the manifest is ~2 MB as in a
 //! real directory share and manifest requests cost what they cost there).
-//! First the baseline: honest `get --no-seed` runs with no attackers, then
-//! the seeder's RSS once it has been quiet for the settle time. Then, for
-//! each attack: N attacker processes (`testnet hostile-peer`, one identity
-//! each) against the seeder, a ramp-up, the honest runs again while the
-//! seeder's RSS is sampled every 100 ms for its peak, the attackers
+//! Fresh nodes keep one attack's leftovers (memory, provider records of
+//! earlier getters) out of the next one's figures.
+//!
+//! The baseline: honest `get --no-seed` runs one after another with no
+//! attackers, then the seeder's RSS once it has been quiet for the settle
+//! time. Each attack: N attacker processes (`testnet hostile-peer`, one
+//! identity each) against the seeder, a ramp-up, the same honest runs while
+//! the seeder's RSS is sampled every 100 ms for its peak, the attackers
 //! stopped, and its RSS after the settle time. Every honest copy's SHA-256
 //! is checked.
 
@@ -83,8 +87,6 @@ pub struct Row {
     pub copies_ok: bool,
     /// What went wrong besides the figures (attackers that did not start…).
     pub notes: Vec<String>,
-    /// Remarks that are not failures (the seeder was restarted first…).
-    pub info: Vec<String>,
 }
 
 impl Row {
@@ -176,14 +178,11 @@ impl Outcome {
         );
         for row in &self.rows {
             let fails = self.failures(row);
-            let mut verdict = if fails.is_empty() {
+            let verdict = if fails.is_empty() {
                 "PASS".to_string()
             } else {
                 format!("FAIL: {}", fails.join("; "))
             };
-            for i in &row.info {
-                let _ = write!(verdict, " ({i})");
-            }
             let _ = writeln!(
                 s,
                 "{:<15} {:>10} {:>7} {:>11} {:>11} {:>11}  {verdict}",
@@ -239,28 +238,15 @@ impl Outcome {
                 self.baseline_rss,
                 row.copies_ok,
                 fails.is_empty(),
-                fails
-                    .iter()
-                    .chain(&row.info)
-                    .cloned()
-                    .collect::<Vec<_>>()
-                    .join("; ")
-                    .replace('"', "'")
+                fails.join("; ").replace('"', "'")
             );
         }
         s
     }
 }
 
-/// What the honest getter fetches and how to check its copy.
-struct Content {
-    id: ContentId,
-    /// Path of the big file relative to the getter's `--out`.
-    file_in_out: PathBuf,
-    sha256: String,
-}
-
-/// Runs the measurement in `run` (an empty folder), nodes under `sup`.
+/// Runs the measurement in `run` (an empty folder). `sup` names the node
+/// binary; every round starts and stops its own nodes.
 pub async fn run(sup: &mut Supervisor, run: &Path, cfg: &HostileConfig) -> anyhow::Result<Outcome> {
     if cfg.runs == 0 || cfg.attackers == 0 {
         bail!("--runs and --attackers must be at least 1");
@@ -268,48 +254,23 @@ pub async fn run(sup: &mut Supervisor, run: &Path, cfg: &HostileConfig) -> anyho
     if cfg.size.0 == 0 {
         bail!("--size must be at least 1 byte");
     }
-    let (share_path, file_in_out, sha256) = make_source(run, cfg).await?;
-
-    let (_, boot) = loopback::start_join(sup, run, "bootstrap", None).await?;
-    eprintln!("testnet: bootstrap node at {boot}");
-
-    let files = NodeFiles::create(run, "seeder")?;
-    let port = victim::free_loopback_port()?;
-    let mut args = Args::new([OsString::from("share"), share_path.into()])
-        .opt("--listen", victim::listen_arg(port))
-        .opt("--data-dir", &files.data)
-        .opt("--bootstrap", boot.to_string())
-        .opt("--stats-file", &files.stats);
-    if let Some(cs) = cfg.chunk_size {
-        args = args.opt("--chunk-size", cs.0.to_string());
-    }
-    let hashing = Duration::from_secs_f64(cfg.size.0 as f64 / 10e6);
-    let stats = files.stats.clone();
-    let (mut seeder, id) =
-        SeederNode::start(sup.bin(), args, files, loopback::STARTUP_TIMEOUT + hashing).await?;
-    let peer = victim::peer_id_from_stats(&stats, Duration::from_secs(20)).await?;
-    let seeder_addr = victim::addr(port, peer);
-    let pid = seeder.pid;
-    eprintln!("testnet: seeder {seeder_addr} (pid {pid}) shares {id}");
-    let content = Content {
-        id,
-        file_in_out,
-        sha256,
-    };
-    // Let the provider record land before the first honest search.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    let source = make_source(run, cfg).await?;
+    let bin = sup.bin().to_path_buf();
 
     eprintln!(
         "testnet: baseline: {} honest download(s), no attackers",
         cfg.runs
     );
-    let sampler = PeakSampler::start(pid);
-    let mut baseline = honest_runs(sup.bin(), run, "baseline", &boot, &content, cfg).await?;
+    let mut victim = Victim::start(&bin, &run.join("baseline"), cfg, &source).await?;
+    let sampler = PeakSampler::start(victim.pid);
+    let mut baseline = honest_runs(&bin, &victim, cfg).await?;
     baseline.peak_rss = sampler.peak();
     drop(sampler);
     tokio::time::sleep(cfg.settle).await;
-    let baseline_rss = rss::rss_bytes(pid).context("the seeder is gone after the baseline")?;
+    let baseline_rss =
+        rss::rss_bytes(victim.pid).context("the seeder is gone after the baseline")?;
     baseline.after_rss = baseline_rss;
+    victim.stop().await;
     eprintln!(
         "testnet: baseline {} (median), seeder RSS {} at rest",
         baseline.median().map_or("timeout".into(), units::secs),
@@ -318,48 +279,18 @@ pub async fn run(sup: &mut Supervisor, run: &Path, cfg: &HostileConfig) -> anyho
 
     let mut rows = Vec::new();
     for &attack in &cfg.attacks {
-        // A seeder that kept what the last attack took would pass that on to
-        // this one's figures: start it afresh (same identity and port).
-        let held = rss::rss_bytes(seeder.pid).unwrap_or(0);
-        let mut restarted = None;
-        if held as f64 > baseline_rss as f64 * MAX_AFTER_FACTOR {
-            eprintln!(
-                "testnet: the seeder still holds {}; restarting it before {attack}",
-                units::bytes(held)
-            );
-            seeder.restart().await?;
-            restarted = Some(held);
-        }
-        let mut row = attack_round(
-            sup.bin(),
-            run,
-            cfg,
-            attack,
-            &boot,
-            &seeder_addr,
-            &content,
-            seeder.pid,
-        )
-        .await?;
-        if let Some(held) = restarted {
-            row.info.push(format!(
-                "seeder restarted first: it held {} after the previous attack",
-                units::bytes(held)
-            ));
-        }
-        rows.push(row);
-        if let Err(e) = seeder.sup.check_alive() {
+        // Fresh nodes per round: no memory kept from the last attack, and no
+        // provider records of earlier honest getters (gone, but listed for
+        // 30 min) that later rounds would have to wade through.
+        let mut victim = Victim::start(&bin, &run.join(attack.as_str()), cfg, &source).await?;
+        let mut row = attack_round(cfg, attack, &bin, &victim).await?;
+        if let Err(e) = victim.seeder.check_alive() {
             eprintln!("testnet: the seeder died during {attack}: {e:#}");
-            if let Some(last) = rows.last_mut() {
-                last.notes.push("the seeder died".into());
-            }
-            break;
+            row.notes.push("the seeder died".into());
         }
+        victim.stop().await;
+        rows.push(row);
     }
-    seeder
-        .sup
-        .shutdown(procs::GRACE, std::future::pending())
-        .await;
     Ok(Outcome {
         baseline,
         baseline_rss,
@@ -367,82 +298,104 @@ pub async fn run(sup: &mut Supervisor, run: &Path, cfg: &HostileConfig) -> anyho
     })
 }
 
-/// The seeder, under its own supervisor so its PID is known for RSS readings.
-struct SeederNode {
-    sup: Supervisor,
-    args: Args,
-    files: NodeFiles,
-    startup: Duration,
-    starts: usize,
-    pid: u32,
+/// The shared content: what to share, and how to check a getter's copy.
+struct Source {
+    /// The file or folder the seeder shares.
+    share: PathBuf,
+    /// Path of the big file relative to a getter's `--out`.
+    file_in_out: PathBuf,
+    /// Its SHA-256.
+    sha256: String,
 }
 
-impl SeederNode {
-    /// Starts `node share` and waits for its content ID.
+/// One round's bootstrap node and seeder, each under its own supervisor so
+/// the seeder's PID is known for RSS readings.
+struct Victim {
+    dir: PathBuf,
+    bootstrap: Supervisor,
+    boot: LoopbackAddr,
+    seeder: Supervisor,
+    pid: u32,
+    addr: libp2p::Multiaddr,
+    id: ContentId,
+    file_in_out: PathBuf,
+    sha256: String,
+}
+
+impl Victim {
+    /// Starts both in `dir` and waits until the seeder has announced the content.
     async fn start(
         bin: &Path,
-        args: Args,
-        files: NodeFiles,
-        startup: Duration,
-    ) -> anyhow::Result<(Self, ContentId)> {
-        let mut node = Self {
-            sup: Supervisor::new(bin.to_path_buf()),
-            args,
-            files,
-            startup,
-            starts: 0,
-            pid: 0,
-        };
-        let id = node.spawn().await?;
-        Ok((node, id))
-    }
+        dir: &Path,
+        cfg: &HostileConfig,
+        source: &Source,
+    ) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let mut bootstrap = Supervisor::new(bin.to_path_buf());
+        let (_, boot) = loopback::start_join(&mut bootstrap, dir, "bootstrap", None).await?;
 
-    async fn spawn(&mut self) -> anyhow::Result<ContentId> {
-        self.starts += 1;
-        let log = match self.starts {
-            1 => self.files.log.clone(),
-            n => self.files.dir.join(format!("node-{n}.log")),
-        };
-        let child = self.sup.spawn("seeder", self.args.as_slice(), &log)?;
-        self.pid = *self
-            .sup
+        let files = NodeFiles::create(dir, "seeder")?;
+        let port = victim::free_loopback_port()?;
+        let mut args = Args::new([OsString::from("share"), source.share.clone().into()])
+            .opt("--listen", victim::listen_arg(port))
+            .opt("--data-dir", &files.data)
+            .opt("--bootstrap", boot.to_string())
+            .opt("--stats-file", &files.stats);
+        if let Some(cs) = cfg.chunk_size {
+            args = args.opt("--chunk-size", cs.0.to_string());
+        }
+        let mut seeder = Supervisor::new(bin.to_path_buf());
+        let child = seeder.spawn("seeder", args.as_slice(), &files.log)?;
+        let pid = *seeder
             .pids()
             .first()
             .context("the seeder exited right after starting")?;
-        let deadline = tokio::time::Instant::now() + self.startup;
-        let line = self
-            .sup
-            .next_line(child, deadline, "the content ID")
-            .await?;
-        line.text
-            .parse()
-            .with_context(|| format!("the seeder printed {:?} instead of a content ID", line.text))
+        let hashing = Duration::from_secs_f64(cfg.size.0 as f64 / 10e6);
+        let deadline = tokio::time::Instant::now() + loopback::STARTUP_TIMEOUT + hashing;
+        let line = seeder.next_line(child, deadline, "the content ID").await?;
+        let id: ContentId = line.text.parse().with_context(|| {
+            format!("the seeder printed {:?} instead of a content ID", line.text)
+        })?;
+        let peer = victim::peer_id_from_stats(&files.stats, Duration::from_secs(20)).await?;
+        let addr = victim::addr(port, peer);
+        eprintln!("testnet: seeder {addr} (pid {pid}) shares {id}");
+        // Let the provider record land before the first honest search.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            bootstrap,
+            boot,
+            seeder,
+            pid,
+            addr,
+            id,
+            file_in_out: source.file_in_out.clone(),
+            sha256: source.sha256.clone(),
+        })
     }
 
-    /// Stops it and starts it again with the same identity, port and share.
-    async fn restart(&mut self) -> anyhow::Result<()> {
-        self.sup
+    async fn stop(&mut self) {
+        self.seeder
             .shutdown(procs::GRACE, std::future::pending())
             .await;
-        self.sup = Supervisor::new(self.sup.bin().to_path_buf());
-        self.spawn().await?;
-        // Let it announce itself again.
-        tokio::time::sleep(Duration::from_secs(2)).await;
-        Ok(())
+        self.bootstrap
+            .shutdown(procs::GRACE, std::future::pending())
+            .await;
     }
 }
 
 /// Generates the share: `<run>/source/hostile-share/{data.bin, empty/…}`, or
 /// the file alone. Returns what to share, where the big file lands under a
 /// getter's `--out`, and its SHA-256.
-async fn make_source(
-    run: &Path,
-    cfg: &HostileConfig,
-) -> anyhow::Result<(PathBuf, PathBuf, String)> {
+async fn make_source(run: &Path, cfg: &HostileConfig) -> anyhow::Result<Source> {
     if cfg.empty_files == 0 {
         let name = format!("hostile-{}.bin", cfg.size);
-        let (_, file, sha) = datagen::generate_source(run, &name, cfg.size.0, cfg.seed).await?;
-        return Ok((file, PathBuf::from(name), sha));
+        let (_, file, sha256) = datagen::generate_source(run, &name, cfg.size.0, cfg.seed).await?;
+        return Ok(Source {
+            share: file,
+            file_in_out: PathBuf::from(name),
+            sha256,
+        });
     }
     let top = run.join("source").join("hostile-share");
     let empty = top.join("empty");
@@ -462,27 +415,24 @@ async fn make_source(
         datagen::generate(&data, size, seed)
     })
     .await??;
-    Ok((top, PathBuf::from("hostile-share").join("data.bin"), sha))
+    Ok(Source {
+        share: top,
+        file_in_out: PathBuf::from("hostile-share").join("data.bin"),
+        sha256: sha,
+    })
 }
 
 /// One attack: start the attackers, ramp up, honest runs with RSS sampling,
 /// stop the attackers, settle, RSS again.
-#[allow(clippy::too_many_arguments)]
 async fn attack_round(
-    node_bin: &Path,
-    run: &Path,
     cfg: &HostileConfig,
     attack: Attack,
-    boot: &LoopbackAddr,
-    seeder: &libp2p::Multiaddr,
-    content: &Content,
-    pid: u32,
+    node_bin: &Path,
+    victim: &Victim,
 ) -> anyhow::Result<Row> {
     eprintln!("testnet: {attack}: starting {} attacker(s)", cfg.attackers);
-    let dir = run.join(format!("attack-{attack}"));
-    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let start_rss = rss::rss_bytes(pid).unwrap_or(0);
-    let sampler = PeakSampler::start(pid);
+    let start_rss = rss::rss_bytes(victim.pid).unwrap_or(0);
+    let sampler = PeakSampler::start(victim.pid);
     let mut asup = Supervisor::new(cfg.attacker_bin.clone());
     let mut notes = Vec::new();
     let mut ids = Vec::new();
@@ -492,9 +442,9 @@ async fn attack_round(
             "--attack",
             attack.as_str(),
             "--target",
-            &seeder.to_string(),
+            &victim.addr.to_string(),
             "--content",
-            &content.id.to_string(),
+            &victim.id.to_string(),
             "--hold",
             &cfg.hold.as_secs().to_string(),
         ]
@@ -506,7 +456,8 @@ async fn attack_round(
             args.push(n.to_string().into());
         }
         let name = format!("attacker-{k}");
-        ids.push(asup.spawn(&name, &args, &dir.join(format!("{name}.log")))?);
+        let log = victim.dir.join(format!("{name}.log"));
+        ids.push(asup.spawn(&name, &args, &log)?);
     }
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     for id in ids {
@@ -516,18 +467,18 @@ async fn attack_round(
         }
     }
     tokio::time::sleep(cfg.ramp).await;
-    let mut row = honest_runs(node_bin, run, attack.as_str(), boot, content, cfg).await?;
+    let mut row = honest_runs(node_bin, victim, cfg).await?;
     row.attack = Some(attack);
     row.start_rss = start_rss;
     row.notes.extend(notes);
     eprintln!("testnet: {attack}: stopping the attackers");
     asup.shutdown(Duration::from_secs(2), std::future::pending())
         .await;
-    report_attackers(&dir, cfg.attackers);
+    report_attackers(&victim.dir, cfg.attackers);
     row.peak_rss = sampler.peak();
     drop(sampler);
     tokio::time::sleep(cfg.settle).await;
-    row.after_rss = rss::rss_bytes(pid).unwrap_or(0);
+    row.after_rss = rss::rss_bytes(victim.pid).unwrap_or(0);
     eprintln!(
         "testnet: {attack}: honest {} (median), seeder peak {}, {} after {}",
         row.median().map_or("timeout".into(), units::secs),
@@ -551,14 +502,7 @@ fn report_attackers(dir: &Path, n: usize) {
 
 /// `cfg.runs` honest downloads one after another; stops after the first that
 /// does not finish in time.
-async fn honest_runs(
-    node_bin: &Path,
-    run: &Path,
-    label: &str,
-    boot: &LoopbackAddr,
-    content: &Content,
-    cfg: &HostileConfig,
-) -> anyhow::Result<Row> {
+async fn honest_runs(node_bin: &Path, victim: &Victim, cfg: &HostileConfig) -> anyhow::Result<Row> {
     let mut row = Row {
         attack: None,
         times: Vec::new(),
@@ -567,11 +511,10 @@ async fn honest_runs(
         after_rss: 0,
         copies_ok: true,
         notes: Vec::new(),
-        info: Vec::new(),
     };
     for k in 1..=cfg.runs {
-        let name = format!("{label}-get-{k}");
-        let (time, ok) = honest_get(node_bin, run, &name, boot, content, cfg.get_timeout).await?;
+        let name = format!("get-{k}");
+        let (time, ok) = honest_get(node_bin, victim, &name, cfg.get_timeout).await?;
         row.copies_ok &= ok;
         row.times.push(time);
         match time {
@@ -592,18 +535,16 @@ async fn honest_runs(
 /// timeout) and whether its copy matches the source (true when none came).
 async fn honest_get(
     node_bin: &Path,
-    run: &Path,
+    victim: &Victim,
     name: &str,
-    boot: &LoopbackAddr,
-    content: &Content,
     timeout: Duration,
 ) -> anyhow::Result<(Option<Duration>, bool)> {
-    let files = NodeFiles::create(run, name)?;
+    let files = NodeFiles::create(&victim.dir, name)?;
     let out = files.dir.join("out");
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
-    let args = Args::new(["get".to_string(), content.id.to_string()])
+    let args = Args::new(["get".to_string(), victim.id.to_string()])
         .opt("--out", &out)
-        .loopback(&files, Some(boot))
+        .loopback(&files, Some(&victim.boot))
         .opt("--stats-file", &files.stats)
         .flag("--no-seed");
     let mut gsup = Supervisor::new(node_bin.to_path_buf());
@@ -620,13 +561,13 @@ async fn honest_get(
         }
         Ok(Ok(line)) => {
             let took = line.at.duration_since(started);
-            let copy = out.join(&content.file_in_out);
+            let copy = out.join(&victim.file_in_out);
             let sha = {
                 let copy = copy.clone();
                 tokio::task::spawn_blocking(move || datagen::sha256_file(&copy)).await?
             };
             let ok = match sha {
-                Ok(sha) => sha == content.sha256,
+                Ok(sha) => sha == victim.sha256,
                 Err(e) => {
                     eprintln!("testnet:   {name}: cannot hash {}: {e:#}", copy.display());
                     false
@@ -666,7 +607,6 @@ mod tests {
             after_rss: after,
             copies_ok: true,
             notes: Vec::new(),
-            info: Vec::new(),
         }
     }
 
