@@ -60,10 +60,11 @@ pub struct EngineConfig {
     pub max_active_upload_bytes_per_peer: u64,
     /// A peer that stalls an upload is choked for this long.
     pub stall_penalty: Duration,
-    /// After this many stalls a peer is disconnected and refused for `stall_block`.
-    pub max_stalls: u32,
-    /// How long a peer that kept stalling is refused.
-    pub stall_block: Duration,
+    /// After this many strikes (stalled uploads, requests stuck mid-frame,
+    /// oversize or malformed frames) a peer is disconnected and refused for `strike_block`.
+    pub max_strikes: u32,
+    /// How long a peer that kept misbehaving is refused.
+    pub strike_block: Duration,
     /// Most peers remembered as banned (the oldest are forgotten first).
     pub max_banned_peers: usize,
     /// Most peers whose listen addresses we keep for peer exchange.
@@ -92,8 +93,8 @@ impl Default for EngineConfig {
             max_active_upload_bytes: 32 << 20,
             max_active_upload_bytes_per_peer: 8 << 20,
             stall_penalty: Duration::from_secs(30),
-            max_stalls: 3,
-            stall_block: Duration::from_secs(60),
+            max_strikes: 3,
+            strike_block: Duration::from_secs(60),
             max_banned_peers: 10_000,
             max_known_peer_addrs: 10_000,
             max_providers_per_content: 1000,
@@ -234,18 +235,18 @@ pub struct Engine {
     connected: HashSet<PeerId>,
     seed: u64,
     limits: Arc<WireLimits>,
-    /// Upload stalls per peer, with the last one's time (entries expire).
-    stalls: HashMap<PeerId, (u32, Instant)>,
-    /// Peers refused for stalling, and until when.
+    /// Strikes per peer (see `strike`), with the last one's time (entries expire).
+    strikes: HashMap<PeerId, (u32, Instant)>,
+    /// Peers refused for misbehaving, and until when.
     penalty_box: Vec<(PeerId, Instant)>,
 }
 
 /// Most download waiters per content (one per `get` of the same ID).
 const MAX_WAITERS: usize = 64;
-/// Most peers whose stalls are remembered.
-const MAX_STALL_RECORDS: usize = 4096;
-/// A peer's stall count is forgotten after this long without a stall.
-const STALL_MEMORY: Duration = Duration::from_secs(600);
+/// Most peers whose strikes are remembered.
+const MAX_STRIKE_RECORDS: usize = 4096;
+/// A peer's strikes are forgotten after this long without one.
+const STRIKE_MEMORY: Duration = Duration::from_secs(600);
 
 impl Engine {
     pub(crate) fn new(
@@ -289,7 +290,7 @@ impl Engine {
             connected: HashSet::new(),
             seed,
             limits,
-            stalls: HashMap::new(),
+            strikes: HashMap::new(),
             penalty_box: Vec::new(),
         }
     }
@@ -967,7 +968,17 @@ impl Engine {
                 ..
             } => {
                 tracing::debug!(%peer, "inbound request failed: {error}");
-                if self.uploads.finished(request_id) {
+                let broken_request = matches!(
+                    &error,
+                    request_response::InboundFailure::Io(e)
+                        if matches!(e.kind(), std::io::ErrorKind::InvalidData | std::io::ErrorKind::TimedOut)
+                );
+                let was_upload = self.uploads.finished(request_id);
+                if !was_upload && broken_request {
+                    // A request too large, malformed, or stuck mid-frame: no honest peer sends one.
+                    self.strike(peer, "sent a broken request");
+                }
+                if was_upload {
                     // Only the codec's no-progress deadline counts: libp2p's own timeout also
                     // covers the time the upload waited in our queue, which is not the peer's doing.
                     let stalled = matches!(
@@ -1008,11 +1019,13 @@ impl Engine {
         // straggler finishing long after the rest.
         loop {
             let contents = &self.contents;
+            // What a peer holds by its own word, or at least what we already sent it:
+            // claiming to hold nothing must not buy a place at the front for ever.
             let held = |peer: &PeerId, up: &Upload| match contents.get(&up.id).map(|c| &c.phase) {
-                Some(Phase::Active(a)) => a
-                    .transfer
-                    .peer_stats(peer)
-                    .map_or(0, |s| u64::from(s.chunks)),
+                Some(Phase::Active(a)) => a.transfer.peer_stats(peer).map_or(0, |s| {
+                    let chunk = u64::from(a.transfer.manifest().chunk_size.max(1));
+                    u64::from(s.chunks).max(s.uploaded / chunk)
+                }),
                 _ => 0,
             };
             let Some((peer, bytes, upload)) = self.uploads.next_by(held) else {
@@ -1084,25 +1097,7 @@ impl Engine {
     /// refused for a while.
     fn on_upload_stalled(&mut self, peer: PeerId) {
         let now = Instant::now();
-        if self.stalls.len() >= MAX_STALL_RECORDS && !self.stalls.contains_key(&peer) {
-            self.stalls
-                .retain(|_, (_, last)| now.saturating_duration_since(*last) < STALL_MEMORY);
-            if self.stalls.len() >= MAX_STALL_RECORDS {
-                let oldest = self
-                    .stalls
-                    .iter()
-                    .min_by_key(|(_, (_, last))| *last)
-                    .map(|(p, _)| *p);
-                if let Some(oldest) = oldest {
-                    self.stalls.remove(&oldest);
-                }
-            }
-        }
-        let record = self.stalls.entry(peer).or_insert((0, now));
-        record.0 += 1;
-        record.1 = now;
-        let count = record.0;
-        tracing::info!(%peer, count, "peer stopped reading an upload; choking it");
+        tracing::info!(%peer, "peer stopped reading an upload; choking it");
         let until = now + self.config.stall_penalty;
         let ids: Vec<ContentId> = self.contents.keys().copied().collect();
         for id in &ids {
@@ -1113,21 +1108,48 @@ impl Engine {
         for upload in self.uploads.remove_peer(&peer) {
             self.respond(upload.channel, Response::Choked);
         }
-        if count >= self.config.max_stalls {
-            tracing::warn!(%peer, count, "peer keeps stalling uploads; disconnecting it");
-            self.stalls.remove(&peer);
-            if self.penalty_box.len() < MAX_STALL_RECORDS {
-                self.swarm.behaviour_mut().blocked.block_peer(peer);
-                self.penalty_box.push((peer, now + self.config.stall_block));
-            }
-            let _ = self.swarm.disconnect_peer_id(peer);
-        }
+        self.strike(peer, "stalled an upload");
         for id in ids {
             self.drive(id);
         }
     }
 
-    /// Lets peers whose stall block has ended connect again (unless banned).
+    /// Counts one piece of misbehaviour against `peer`; at `max_strikes` it is
+    /// disconnected and refused for `strike_block`.
+    fn strike(&mut self, peer: PeerId, what: &str) {
+        let now = Instant::now();
+        if self.strikes.len() >= MAX_STRIKE_RECORDS && !self.strikes.contains_key(&peer) {
+            self.strikes
+                .retain(|_, (_, last)| now.saturating_duration_since(*last) < STRIKE_MEMORY);
+            if self.strikes.len() >= MAX_STRIKE_RECORDS {
+                let oldest = self
+                    .strikes
+                    .iter()
+                    .min_by_key(|(_, (_, last))| *last)
+                    .map(|(p, _)| *p);
+                if let Some(oldest) = oldest {
+                    self.strikes.remove(&oldest);
+                }
+            }
+        }
+        let record = self.strikes.entry(peer).or_insert((0, now));
+        record.0 += 1;
+        record.1 = now;
+        let count = record.0;
+        tracing::debug!(%peer, count, "strike: peer {what}");
+        if count >= self.config.max_strikes {
+            tracing::warn!(%peer, count, "peer keeps misbehaving ({what}); disconnecting it");
+            self.strikes.remove(&peer);
+            if self.penalty_box.len() < MAX_STRIKE_RECORDS {
+                self.swarm.behaviour_mut().blocked.block_peer(peer);
+                self.penalty_box
+                    .push((peer, now + self.config.strike_block));
+            }
+            let _ = self.swarm.disconnect_peer_id(peer);
+        }
+    }
+
+    /// Lets peers whose block for misbehaving has ended connect again (unless banned).
     fn release_penalty_box(&mut self, now: Instant) {
         let mut released = Vec::new();
         self.penalty_box.retain(|&(peer, until)| {
@@ -1142,8 +1164,8 @@ impl Engine {
                 self.swarm.behaviour_mut().blocked.unblock_peer(peer);
             }
         }
-        self.stalls
-            .retain(|_, (_, last)| now.saturating_duration_since(*last) < STALL_MEMORY);
+        self.strikes
+            .retain(|_, (_, last)| now.saturating_duration_since(*last) < STRIKE_MEMORY);
     }
 
     fn on_request(
