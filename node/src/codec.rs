@@ -39,6 +39,23 @@ impl From<Response> for Reply {
     }
 }
 
+/// A request as the codec carries it.
+#[derive(Debug)]
+pub enum Asked {
+    /// A well-formed request.
+    Request(Request),
+    /// A frame no honest peer sends: over the cap, malformed, or stuck
+    /// mid-frame. Handed up (rather than failing the stream, which libp2p
+    /// would not report) so the node can hold it against the peer.
+    Broken(String),
+}
+
+impl From<Request> for Asked {
+    fn from(r: Request) -> Self {
+        Asked::Request(r)
+    }
+}
+
 /// Limits the codec enforces on every stream, shared with the event loop.
 #[derive(Debug)]
 pub struct WireLimits {
@@ -209,17 +226,31 @@ fn invalid(e: impl std::fmt::Display) -> io::Error {
 
 impl request_response::Codec for ChunkCodec {
     type Protocol = StreamProtocol;
-    type Request = Request;
+    type Request = Asked;
     type Response = Reply;
 
-    async fn read_request<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Request>
+    async fn read_request<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Asked>
     where
         T: AsyncRead + Unpin + Send,
     {
         let stall = self.limits.stall_timeout;
         // A request follows its stream's opening at once; one that does not is an idle slot taken.
-        let buf = read_frame(io, self.limits.max_request(), stall, Some(stall)).await?;
-        Request::decode(&buf).map_err(invalid)
+        let buf = match read_frame(io, self.limits.max_request(), stall, Some(stall)).await {
+            Ok(buf) => buf,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::InvalidData | io::ErrorKind::TimedOut
+                ) =>
+            {
+                return Ok(Asked::Broken(e.to_string()))
+            }
+            Err(e) => return Err(e),
+        };
+        Ok(match Request::decode(&buf) {
+            Ok(r) => Asked::Request(r),
+            Err(e) => Asked::Broken(e.to_string()),
+        })
     }
 
     async fn read_response<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Reply>
@@ -248,12 +279,18 @@ impl request_response::Codec for ChunkCodec {
         &mut self,
         _: &StreamProtocol,
         io: &mut T,
-        req: Request,
+        req: Asked,
     ) -> io::Result<()>
     where
         T: AsyncWrite + Unpin + Send,
     {
-        write_frame(io, &req.encode(), self.limits.stall_timeout).await
+        match req {
+            Asked::Request(r) => write_frame(io, &r.encode(), self.limits.stall_timeout).await,
+            Asked::Broken(_) => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a broken request is never sent",
+            )),
+        }
     }
 
     async fn write_response<T>(

@@ -23,7 +23,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::behaviour::{Behaviour, BehaviourEvent, KAD_PROTOCOL};
 use crate::client::{Command, GetEvent, Outcome, Stats};
-use crate::codec::{Reply, WireLimits};
+use crate::codec::{Asked, Reply, WireLimits};
 use crate::storage::{Opened, Storage};
 use crate::uploads::{UploadLimits, UploadQueue};
 
@@ -237,6 +237,8 @@ pub struct Engine {
     limits: Arc<WireLimits>,
     /// Strikes per peer (see `strike`), with the last one's time (entries expire).
     strikes: HashMap<PeerId, (u32, Instant)>,
+    /// Chunk responses being written, to note what each peer received.
+    delivering: HashMap<InboundRequestId, (ContentId, ChunkIndex)>,
     /// Peers refused for misbehaving, and until when.
     penalty_box: Vec<(PeerId, Instant)>,
 }
@@ -291,6 +293,7 @@ impl Engine {
             seed,
             limits,
             strikes: HashMap::new(),
+            delivering: HashMap::new(),
             penalty_box: Vec::new(),
         }
     }
@@ -651,7 +654,7 @@ impl Engine {
             .swarm
             .behaviour_mut()
             .chunks
-            .send_request(&peer, request);
+            .send_request(&peer, request.into());
         self.pending.insert(rid, pending);
     }
 
@@ -900,7 +903,7 @@ impl Engine {
                         .swarm
                         .behaviour_mut()
                         .chunks
-                        .send_request(&peer, Request::Manifest { id });
+                        .send_request(&peer, Request::Manifest { id }.into());
                     self.pending.insert(rid, Pending::Manifest(id));
                 }
             }
@@ -914,14 +917,21 @@ impl Engine {
         }
     }
 
-    fn on_chunks(&mut self, ev: request_response::Event<Request, Reply>) {
+    fn on_chunks(&mut self, ev: request_response::Event<Asked, Reply>) {
         match ev {
             request_response::Event::Message { peer, message, .. } => match message {
                 request_response::Message::Request {
                     request_id,
                     request,
                     channel,
-                } => self.on_request(peer, request_id, request, channel),
+                } => match request {
+                    Asked::Request(request) => self.on_request(peer, request_id, request, channel),
+                    Asked::Broken(why) => {
+                        // No answer: dropping the channel closes the stream.
+                        drop(channel);
+                        self.strike(peer, &format!("sent a broken request ({why})"));
+                    }
+                },
                 request_response::Message::Response {
                     request_id,
                     response,
@@ -968,17 +978,8 @@ impl Engine {
                 ..
             } => {
                 tracing::debug!(%peer, "inbound request failed: {error}");
-                let broken_request = matches!(
-                    &error,
-                    request_response::InboundFailure::Io(e)
-                        if matches!(e.kind(), std::io::ErrorKind::InvalidData | std::io::ErrorKind::TimedOut)
-                );
-                let was_upload = self.uploads.finished(request_id);
-                if !was_upload && broken_request {
-                    // A request too large, malformed, or stuck mid-frame: no honest peer sends one.
-                    self.strike(peer, "sent a broken request");
-                }
-                if was_upload {
+                self.delivering.remove(&request_id);
+                if self.uploads.finished(request_id) {
                     // Only the codec's no-progress deadline counts: libp2p's own timeout also
                     // covers the time the upload waited in our queue, which is not the peer's doing.
                     let stalled = matches!(
@@ -992,7 +993,15 @@ impl Engine {
                     self.pump_uploads();
                 }
             }
-            request_response::Event::ResponseSent { request_id, .. } => {
+            request_response::Event::ResponseSent {
+                peer, request_id, ..
+            } => {
+                if let Some((id, index)) = self.delivering.remove(&request_id) {
+                    if let Some(Phase::Active(a)) = self.contents.get_mut(&id).map(|c| &mut c.phase)
+                    {
+                        a.transfer.handle_chunk_delivered(peer, index);
+                    }
+                }
                 if self.uploads.finished(request_id) {
                     self.pump_uploads();
                 }
@@ -1229,6 +1238,10 @@ impl Engine {
                     self.queue_upload(peer, bytes, upload);
                 }
                 ChunkAnswer::Choked => self.respond(channel, Response::Choked),
+                ChunkAnswer::AlreadySent => {
+                    self.respond(channel, Response::Choked);
+                    self.strike(peer, "asked again for a chunk it already got");
+                }
                 ChunkAnswer::DontHave => self.respond(channel, Response::DontHave),
             },
             Request::Peers { .. } => {
@@ -1403,7 +1416,12 @@ impl Engine {
                         Response::DontHave
                     }
                 };
-                if !self.try_respond(channel, msg) && self.uploads.finished(request) {
+                let delivered = matches!(msg, Response::Chunk { .. });
+                let sent = self.try_respond(channel, msg);
+                if sent && delivered {
+                    self.delivering.insert(request, (id, index));
+                }
+                if !sent && self.uploads.finished(request) {
                     // The stream is gone, so no "sent" event will free the slot.
                     self.pump_uploads();
                 }
@@ -1607,7 +1625,7 @@ impl Engine {
                                 .swarm
                                 .behaviour_mut()
                                 .chunks
-                                .send_request(&peers[k], Request::Peers { id });
+                                .send_request(&peers[k], Request::Peers { id }.into());
                             self.pending.insert(rid, Pending::Peers(id));
                         }
                         self.search(id);

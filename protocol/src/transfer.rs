@@ -55,6 +55,8 @@ pub struct TransferConfig {
     pub picker: PickerConfig,
     /// When false we never upload (client-server experiments); choke everyone.
     pub upload_enabled: bool,
+    /// A peer that asks again for a chunk we already delivered to it is choked this long.
+    pub redundant_penalty: Duration,
 }
 
 impl Default for TransferConfig {
@@ -74,6 +76,7 @@ impl Default for TransferConfig {
             choker: ChokerConfig::default(),
             picker: PickerConfig::default(),
             upload_enabled: true,
+            redundant_penalty: Duration::from_secs(30),
         }
     }
 }
@@ -111,6 +114,10 @@ pub enum ChunkAnswer {
     Choked,
     /// We do not hold the chunk (or it is out of range).
     DontHave,
+    /// We already delivered this chunk to this peer while it stayed connected:
+    /// no honest peer asks twice, so it is choked for `redundant_penalty`
+    /// (answer "choked") and our upload goes to peers that need it.
+    AlreadySent,
 }
 
 /// What became of a received chunk.
@@ -163,8 +170,10 @@ struct Peer {
     upload: RateMeter,
     last_received: Option<Instant>,
     next_have: Instant,
-    /// Stopped reading what we sent: kept choked until then.
+    /// Stopped reading what we sent, or asked for a chunk again: kept choked until then.
     penalized_until: Option<Instant>,
+    /// Chunks we delivered to this peer since it connected.
+    delivered: Bitfield,
 }
 
 /// State of one swarm: what we hold, every peer, and what to do next.
@@ -308,13 +317,15 @@ impl<P: Copy + Ord + std::hash::Hash + std::fmt::Debug> Transfer<P> {
                 last_received: None,
                 next_have: now,
                 penalized_until: None,
+                delivered: Bitfield::new(count),
             },
         );
         true
     }
 
-    /// `peer` stopped reading a chunk we were sending it: it loses its upload
-    /// slot now and gets none until `until`, so the slot serves a peer that reads.
+    /// `peer` stopped reading a chunk we were sending it (or misbehaved
+    /// otherwise): it loses its upload slot now and gets none until `until`,
+    /// so the slot serves a peer that reads.
     pub fn handle_upload_stalled(&mut self, now: Instant, peer: P, until: Instant) {
         let Some(p) = self.peers.get_mut(&peer) else {
             return;
@@ -393,10 +404,14 @@ impl<P: Copy + Ord + std::hash::Hash + std::fmt::Debug> Transfer<P> {
         peer: P,
         index: ChunkIndex,
     ) -> ChunkAnswer {
-        let _ = now;
-        match self.peers.get(&peer) {
-            Some(p) if !p.we_choke => {}
+        let redundant = match self.peers.get(&peer) {
+            Some(p) if !p.we_choke => p.delivered.get(index),
             _ => return ChunkAnswer::Choked,
+        };
+        if redundant {
+            let until = now + self.config.redundant_penalty;
+            self.handle_upload_stalled(now, peer, until);
+            return ChunkAnswer::AlreadySent;
         }
         if !self.picker.have().get(index) {
             return ChunkAnswer::DontHave;
@@ -404,6 +419,15 @@ impl<P: Copy + Ord + std::hash::Hash + std::fmt::Debug> Transfer<P> {
         match self.tree.proof(index) {
             Some(proof) => ChunkAnswer::Serve(proof),
             None => ChunkAnswer::DontHave,
+        }
+    }
+
+    /// Chunk `index` reached `peer` whole (its response was written out).
+    pub fn handle_chunk_delivered(&mut self, peer: P, index: ChunkIndex) {
+        if let Some(p) = self.peers.get_mut(&peer) {
+            if index < p.delivered.len() {
+                p.delivered.set(index);
+            }
         }
     }
 

@@ -191,8 +191,11 @@ impl Sim {
                             Behaviour::Corrupt => data[0] ^= 0x40,
                             Behaviour::Silent => return,
                         }
+                        node.handle_chunk_delivered(from, index);
                         Answer::Chunk(data, proof.to_bytes())
                     }
+                    // Honest requesters never ask one peer twice for a chunk it delivered.
+                    ChunkAnswer::AlreadySent => panic!("node {from} asked {to} twice for {index}"),
                     ChunkAnswer::Choked => Answer::Choked,
                     ChunkAnswer::DontHave => Answer::DontHave,
                 };
@@ -625,6 +628,50 @@ fn a_peer_that_stops_reading_loses_its_slot_until_its_penalty_ends() {
     }
     seed.handle_timeout(t2 + Duration::from_secs(11));
     assert_eq!(unchoked(&seed), vec![staller]);
+}
+
+#[test]
+fn asking_again_for_a_delivered_chunk_gets_a_peer_choked() {
+    let data = content(8 * MIN_CHUNK_SIZE as usize);
+    let (manifest, tree) = build(&data);
+    let count = manifest.chunk_count();
+    let t0 = Instant::now();
+    let mut seed = Transfer::new(
+        manifest,
+        tree,
+        &Bitfield::full(count),
+        TransferConfig::default(),
+        1,
+    );
+    let wants = HaveInfo {
+        have: HaveSet::Nothing,
+        interested: true,
+        choking: true,
+    };
+    seed.handle_have(t0, 1u32, &wants).unwrap();
+    assert!(matches!(
+        seed.handle_chunk_request(t0, 1, 3),
+        ChunkAnswer::Serve(_)
+    ));
+    seed.handle_chunk_delivered(1, 3);
+    // Another chunk is fine; the same one again is not.
+    assert!(matches!(
+        seed.handle_chunk_request(t0, 1, 4),
+        ChunkAnswer::Serve(_)
+    ));
+    assert_eq!(
+        seed.handle_chunk_request(t0, 1, 3),
+        ChunkAnswer::AlreadySent
+    );
+    assert_eq!(seed.handle_chunk_request(t0, 1, 4), ChunkAnswer::Choked);
+    // A reconnected peer starts afresh (it may have lost unsaved chunks).
+    let t1 = t0 + Duration::from_secs(31);
+    seed.handle_peer_disconnected(t1, 1);
+    seed.handle_have(t1, 1, &wants).unwrap();
+    assert!(matches!(
+        seed.handle_chunk_request(t1, 1, 3),
+        ChunkAnswer::Serve(_)
+    ));
 }
 
 #[test]
