@@ -54,8 +54,7 @@ impl NodeConfig {
 pub fn spawn(keypair: Keypair, config: NodeConfig) -> anyhow::Result<(Client, JoinHandle<()>)> {
     let counters = Arc::new(codec::Counters::default());
     let limits = Arc::new(codec::WireLimits::new(config.net.stall_timeout));
-    let mut swarm =
-        behaviour::build_swarm(keypair, &config.net, counters.clone(), limits.clone())?;
+    let mut swarm = behaviour::build_swarm(keypair, &config.net, counters.clone(), limits.clone())?;
     for addr in &config.listen {
         swarm
             .listen_on(addr.clone())
