@@ -65,6 +65,13 @@ pub struct NetConfig {
     pub stall_timeout: Duration,
     /// New connections are refused while the process's resident memory is above this.
     pub max_memory_bytes: usize,
+    /// A connection no protocol uses is closed after this long. Swarm
+    /// members keep theirs busy (have exchange every few seconds); DHT
+    /// connections are opened again when a query needs them.
+    pub idle_connection_timeout: Duration,
+    /// How often Kademlia refreshes its routing table on its own (libp2p's
+    /// default); a small network needs no more, and each refresh dials peers.
+    pub dht_refresh_interval: Duration,
 }
 
 impl Default for NetConfig {
@@ -81,6 +88,8 @@ impl Default for NetConfig {
             max_negotiating_streams: 16,
             stall_timeout: Duration::from_secs(10),
             max_memory_bytes: 512 << 20,
+            idle_connection_timeout: Duration::from_secs(10),
+            dht_refresh_interval: Duration::from_secs(300),
         }
     }
 }
@@ -117,7 +126,7 @@ pub fn build_swarm(
                 .set_provider_record_ttl(Some(config.provider_ttl))
                 .set_provider_publication_interval(Some(config.provider_republish))
                 .set_query_timeout(Duration::from_secs(30))
-                .set_periodic_bootstrap_interval(Some(Duration::from_secs(60)));
+                .set_periodic_bootstrap_interval(Some(config.dht_refresh_interval));
             let store = kad::store::MemoryStore::with_config(
                 peer_id,
                 kad::store::MemoryStoreConfig {
@@ -160,7 +169,7 @@ pub fn build_swarm(
             }
         })?
         .with_swarm_config(|c| {
-            c.with_idle_connection_timeout(Duration::from_secs(60))
+            c.with_idle_connection_timeout(config.idle_connection_timeout)
                 .with_max_negotiating_inbound_streams(config.max_negotiating_streams)
                 .with_notify_handler_buffer_size(NonZeroUsize::new(64).unwrap_or(NonZeroUsize::MIN))
         })

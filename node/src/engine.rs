@@ -322,7 +322,8 @@ impl Engine {
                 },
                 Some(done) = self.io_rx.recv() => self.on_io(done),
                 _ = sleep => self.on_timers(),
-                _ = tick.tick() => self.on_tick(),
+                // Contents need the tick (progress, saves, searches); an idle node sleeps.
+                _ = tick.tick(), if !self.contents.is_empty() => self.on_tick(),
             }
         }
     }
@@ -1519,6 +1520,7 @@ impl Engine {
 
     fn on_timers(&mut self) {
         let now = Instant::now();
+        self.release_penalty_box(now);
         let ids: Vec<ContentId> = self.contents.keys().copied().collect();
         for id in ids {
             if let Some(Phase::Active(a)) = self.contents.get_mut(&id).map(|c| &mut c.phase) {
@@ -1532,7 +1534,6 @@ impl Engine {
 
     fn on_tick(&mut self) {
         let now = Instant::now();
-        self.release_penalty_box(now);
         let ids: Vec<ContentId> = self.contents.keys().copied().collect();
         for id in ids {
             let Some(c) = self.contents.get_mut(&id) else {

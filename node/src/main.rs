@@ -354,7 +354,10 @@ async fn run_until_signal(
 ) -> anyhow::Result<()> {
     let mut printed = std::collections::HashSet::new();
     let print_addrs = net.stats_file.is_none() || progress.is_none();
-    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    // A node with content refreshes its stats often; a bare `join` node has
+    // little to report, and many of them share one machine in testnets.
+    let every = if progress.is_some() { 500 } else { 2000 };
+    let mut tick = tokio::time::interval(Duration::from_millis(every));
     let signal = shutdown_signal();
     tokio::pin!(signal);
     loop {
@@ -404,9 +407,15 @@ async fn write_stats(client: &Client, net: &NetArgs, progress: Option<(u32, u32)
         s.connected_peers,
         banned.join(",")
     );
+    // An idle node rewrites nothing: many nodes on one machine stay idle.
+    static LAST: std::sync::Mutex<String> = std::sync::Mutex::new(String::new());
+    let mut last = LAST.lock().unwrap_or_else(|e| e.into_inner());
+    if *last == json {
+        return;
+    }
     let tmp = path.with_extension("tmp");
-    if std::fs::write(&tmp, json).is_ok() {
-        let _ = std::fs::rename(&tmp, path);
+    if std::fs::write(&tmp, &json).is_ok() && std::fs::rename(&tmp, path).is_ok() {
+        *last = json;
     }
 }
 
