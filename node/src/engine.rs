@@ -25,6 +25,7 @@ use crate::behaviour::{Behaviour, BehaviourEvent, KAD_PROTOCOL};
 use crate::client::{Command, GetEvent, Outcome, Stats};
 use crate::codec::{Asked, Reply, WireLimits};
 use crate::storage::{Opened, Storage};
+use crate::strikes::{Strikes, Verdict};
 use crate::uploads::{UploadLimits, UploadQueue};
 
 /// First wait between peer searches (DHT lookup plus peer exchange) of an active swarm.
@@ -235,20 +236,14 @@ pub struct Engine {
     connected: HashSet<PeerId>,
     seed: u64,
     limits: Arc<WireLimits>,
-    /// Strikes per peer (see `strike`), with the last one's time (entries expire).
-    strikes: HashMap<PeerId, (u32, Instant)>,
+    /// Misbehaviour per peer and the blocks it earned.
+    strikes: Strikes<PeerId>,
     /// Chunk responses being written, to note what each peer received.
     delivering: HashMap<InboundRequestId, (ContentId, ChunkIndex)>,
-    /// Peers refused for misbehaving, and until when.
-    penalty_box: Vec<(PeerId, Instant)>,
 }
 
 /// Most download waiters per content (one per `get` of the same ID).
 const MAX_WAITERS: usize = 64;
-/// Most peers whose strikes are remembered.
-const MAX_STRIKE_RECORDS: usize = 4096;
-/// A peer's strikes are forgotten after this long without one.
-const STRIKE_MEMORY: Duration = Duration::from_secs(600);
 
 impl Engine {
     pub(crate) fn new(
@@ -263,6 +258,7 @@ impl Engine {
                 .try_into()
                 .unwrap_or([7; 8]),
         ) ^ rand::random::<u64>();
+        let strikes = Strikes::new(config.max_strikes, config.strike_block);
         let uploads = UploadQueue::new(UploadLimits {
             max_waiting: config.max_queued_uploads,
             max_waiting_per_peer: config.max_queued_uploads_per_peer,
@@ -292,9 +288,8 @@ impl Engine {
             connected: HashSet::new(),
             seed,
             limits,
-            strikes: HashMap::new(),
+            strikes,
             delivering: HashMap::new(),
-            penalty_box: Vec::new(),
         }
     }
 
@@ -1127,55 +1122,25 @@ impl Engine {
     /// Counts one piece of misbehaviour against `peer`; at `max_strikes` it is
     /// disconnected and refused for `strike_block`.
     fn strike(&mut self, peer: PeerId, what: &str) {
-        let now = Instant::now();
-        if self.strikes.len() >= MAX_STRIKE_RECORDS && !self.strikes.contains_key(&peer) {
-            self.strikes
-                .retain(|_, (_, last)| now.saturating_duration_since(*last) < STRIKE_MEMORY);
-            if self.strikes.len() >= MAX_STRIKE_RECORDS {
-                let oldest = self
-                    .strikes
-                    .iter()
-                    .min_by_key(|(_, (_, last))| *last)
-                    .map(|(p, _)| *p);
-                if let Some(oldest) = oldest {
-                    self.strikes.remove(&oldest);
+        match self.strikes.strike(Instant::now(), peer) {
+            Verdict::Counted(count) => tracing::debug!(%peer, count, "strike: peer {what}"),
+            verdict => {
+                tracing::warn!(%peer, "peer keeps misbehaving ({what}); disconnecting it");
+                if verdict == Verdict::Block {
+                    self.swarm.behaviour_mut().blocked.block_peer(peer);
                 }
+                let _ = self.swarm.disconnect_peer_id(peer);
             }
-        }
-        let record = self.strikes.entry(peer).or_insert((0, now));
-        record.0 += 1;
-        record.1 = now;
-        let count = record.0;
-        tracing::debug!(%peer, count, "strike: peer {what}");
-        if count >= self.config.max_strikes {
-            tracing::warn!(%peer, count, "peer keeps misbehaving ({what}); disconnecting it");
-            self.strikes.remove(&peer);
-            if self.penalty_box.len() < MAX_STRIKE_RECORDS {
-                self.swarm.behaviour_mut().blocked.block_peer(peer);
-                self.penalty_box
-                    .push((peer, now + self.config.strike_block));
-            }
-            let _ = self.swarm.disconnect_peer_id(peer);
         }
     }
 
     /// Lets peers whose block for misbehaving has ended connect again (unless banned).
     fn release_penalty_box(&mut self, now: Instant) {
-        let mut released = Vec::new();
-        self.penalty_box.retain(|&(peer, until)| {
-            let over = until <= now;
-            if over {
-                released.push(peer);
-            }
-            !over
-        });
-        for peer in released {
+        for peer in self.strikes.release(now) {
             if !self.banned_set.contains(&peer) {
                 self.swarm.behaviour_mut().blocked.unblock_peer(peer);
             }
         }
-        self.strikes
-            .retain(|_, (_, last)| now.saturating_duration_since(*last) < STRIKE_MEMORY);
     }
 
     fn on_request(

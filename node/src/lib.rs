@@ -12,6 +12,7 @@ pub mod identity;
 pub mod ratelimit;
 pub mod scan;
 pub mod storage;
+pub mod strikes;
 pub mod uploads;
 
 use std::sync::Arc;

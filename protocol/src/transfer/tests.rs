@@ -525,24 +525,34 @@ fn a_stalled_disk_stops_new_requests_at_the_unwritten_limit() {
     assert!(asked < 100, "everything was requested");
 }
 
-#[test]
-fn a_slot_freed_by_a_finished_peer_is_given_away_at_once() {
-    let data = content(20 * MIN_CHUNK_SIZE as usize);
+/// A seed of `chunks` minimum-size chunks, with no peers yet.
+fn full_seed(chunks: usize) -> Transfer<u32> {
+    let data = content(chunks * MIN_CHUNK_SIZE as usize);
     let (manifest, tree) = build(&data);
     let count = manifest.chunk_count();
-    let t0 = Instant::now();
-    let mut seed = Transfer::new(
+    Transfer::new(
         manifest,
         tree,
         &Bitfield::full(count),
         TransferConfig::default(),
         1,
-    );
-    let wants = HaveInfo {
+    )
+}
+
+/// What a new leecher says: nothing held, everything wanted.
+fn wants_everything() -> HaveInfo {
+    HaveInfo {
         have: HaveSet::Nothing,
         interested: true,
         choking: true,
-    };
+    }
+}
+
+#[test]
+fn a_slot_freed_by_a_finished_peer_is_given_away_at_once() {
+    let t0 = Instant::now();
+    let mut seed = full_seed(20);
+    let wants = wants_everything();
     for peer in 1..=7u32 {
         seed.handle_peer_connected(t0, peer);
         seed.handle_have(t0, peer, &wants).unwrap();
@@ -574,22 +584,9 @@ fn a_slot_freed_by_a_finished_peer_is_given_away_at_once() {
 
 #[test]
 fn a_peer_that_stops_reading_loses_its_slot_until_its_penalty_ends() {
-    let data = content(20 * MIN_CHUNK_SIZE as usize);
-    let (manifest, tree) = build(&data);
-    let count = manifest.chunk_count();
     let t0 = Instant::now();
-    let mut seed = Transfer::new(
-        manifest,
-        tree,
-        &Bitfield::full(count),
-        TransferConfig::default(),
-        1,
-    );
-    let wants = HaveInfo {
-        have: HaveSet::Nothing,
-        interested: true,
-        choking: true,
-    };
+    let mut seed = full_seed(20);
+    let wants = wants_everything();
     for peer in 1..=6u32 {
         seed.handle_have(t0, peer, &wants).unwrap();
     }
@@ -632,22 +629,9 @@ fn a_peer_that_stops_reading_loses_its_slot_until_its_penalty_ends() {
 
 #[test]
 fn asking_again_for_a_delivered_chunk_gets_a_peer_choked() {
-    let data = content(8 * MIN_CHUNK_SIZE as usize);
-    let (manifest, tree) = build(&data);
-    let count = manifest.chunk_count();
     let t0 = Instant::now();
-    let mut seed = Transfer::new(
-        manifest,
-        tree,
-        &Bitfield::full(count),
-        TransferConfig::default(),
-        1,
-    );
-    let wants = HaveInfo {
-        have: HaveSet::Nothing,
-        interested: true,
-        choking: true,
-    };
+    let mut seed = full_seed(8);
+    let wants = wants_everything();
     seed.handle_have(t0, 1u32, &wants).unwrap();
     assert!(matches!(
         seed.handle_chunk_request(t0, 1, 3),
