@@ -688,13 +688,12 @@ impl Engine {
         }
         a.finished = true;
         let storage = a.storage.clone();
-        let tx = self.io_tx.clone();
-        tokio::task::spawn_blocking(move || {
+        off_loop(&self.io_tx, move || {
             let result = match storage.write() {
                 Ok(mut s) => s.finish().map_err(|e| e.to_string()),
                 Err(_) => Err("storage lock poisoned".to_string()),
             };
-            let _ = tx.blocking_send(IoDone::Finished { id, result });
+            IoDone::Finished { id, result }
         });
     }
 
@@ -1063,23 +1062,16 @@ impl Engine {
                 Serve::Chunk { index, proof } => {
                     let storage = a.storage.clone();
                     self.uploads.started(peer, request, bytes);
-                    let tx = self.io_tx.clone();
                     let upload = Upload {
                         id,
                         what: Serve::Chunk { index, proof },
                         channel,
                         request,
                     };
-                    tokio::task::spawn_blocking(move || {
-                        let result = match storage.read() {
-                            Ok(s) => s.read_chunk(index),
-                            Err(_) => Err(std::io::Error::other("storage lock poisoned")),
-                        };
-                        let _ = tx.blocking_send(IoDone::Read {
-                            peer,
-                            upload,
-                            result,
-                        });
+                    off_loop(&self.io_tx, move || IoDone::Read {
+                        peer,
+                        upload,
+                        result: with_storage(&storage, |s| s.read_chunk(index)),
                     });
                 }
             }
@@ -1266,10 +1258,10 @@ impl Engine {
                 }
                 *checking = true;
                 // Hashing and validating up to 8 MiB is kept off the event loop.
-                let tx = self.io_tx.clone();
-                tokio::task::spawn_blocking(move || {
-                    let result = Manifest::from_bytes_for(&id, &bytes);
-                    let _ = tx.blocking_send(IoDone::ManifestChecked { id, peer, result });
+                off_loop(&self.io_tx, move || IoDone::ManifestChecked {
+                    id,
+                    peer,
+                    result: Manifest::from_bytes_for(&id, &bytes),
                 });
             }
             Pending::Have(id) => {
@@ -1304,15 +1296,10 @@ impl Engine {
                         ) {
                             Ok(ChunkVerdict::Store) => {
                                 let storage = a.storage.clone();
-                                let tx = self.io_tx.clone();
-                                tokio::task::spawn_blocking(move || {
-                                    let result = match storage.read() {
-                                        Ok(s) => s.write_chunk(index, &data),
-                                        Err(_) => {
-                                            Err(std::io::Error::other("storage lock poisoned"))
-                                        }
-                                    };
-                                    let _ = tx.blocking_send(IoDone::Written { id, index, result });
+                                off_loop(&self.io_tx, move || IoDone::Written {
+                                    id,
+                                    index,
+                                    result: with_storage(&storage, |s| s.write_chunk(index, &data)),
                                 });
                             }
                             Ok(ChunkVerdict::Duplicate) => {}
@@ -1460,11 +1447,10 @@ impl Engine {
                         c.phase = Phase::Opening {
                             manifest: manifest.clone(),
                         };
-                        let tx = self.io_tx.clone();
-                        tokio::task::spawn_blocking(move || {
-                            let result = Storage::open_download(&manifest, &id, &out_dir)
-                                .map_err(|e| e.to_string());
-                            let _ = tx.blocking_send(IoDone::Opened { id, result });
+                        off_loop(&self.io_tx, move || IoDone::Opened {
+                            id,
+                            result: Storage::open_download(&manifest, &id, &out_dir)
+                                .map_err(|e| e.to_string()),
                         });
                     }
                     Err(e) => {
@@ -1570,14 +1556,9 @@ impl Engine {
                         let storage = a.storage.clone();
                         let have = a.transfer.have().clone();
                         let tree = a.transfer.tree().clone();
-                        let tx = self.io_tx.clone();
-                        tokio::task::spawn_blocking(move || {
-                            if let Ok(s) = storage.read() {
-                                if let Err(e) = s.save_resume(&have, &tree) {
-                                    tracing::warn!(%id, "cannot save resume state: {e}");
-                                }
-                            }
-                            let _ = tx.blocking_send(IoDone::Saved { id });
+                        off_loop(&self.io_tx, move || {
+                            save_resume_logged(&storage, id, &have, &tree);
+                            IoDone::Saved { id }
                         });
                     }
                     if need_peers && search_due {
@@ -1613,16 +1594,44 @@ impl Engine {
                 let tree = a.transfer.tree().clone();
                 let id = *id;
                 jobs.push(tokio::task::spawn_blocking(move || {
-                    if let Ok(s) = storage.read() {
-                        if let Err(e) = s.save_resume(&have, &tree) {
-                            tracing::warn!(%id, "cannot save resume state: {e}");
-                        }
-                    }
+                    save_resume_logged(&storage, id, &have, &tree)
                 }));
             }
         }
         for j in jobs {
             let _ = j.await;
         }
+    }
+}
+
+/// Runs blocking work (disk, hashing) off the event loop; what it returns
+/// comes back to `on_io`.
+fn off_loop(io: &mpsc::Sender<IoDone>, work: impl FnOnce() -> IoDone + Send + 'static) {
+    let io = io.clone();
+    tokio::task::spawn_blocking(move || {
+        let _ = io.blocking_send(work());
+    });
+}
+
+/// Runs `f` on shared storage; a poisoned lock is an IO error, not a panic.
+fn with_storage<T>(
+    storage: &RwLock<Storage>,
+    f: impl FnOnce(&Storage) -> std::io::Result<T>,
+) -> std::io::Result<T> {
+    match storage.read() {
+        Ok(s) => f(&s),
+        Err(_) => Err(std::io::Error::other("storage lock poisoned")),
+    }
+}
+
+/// Saves resume state; a failure is logged (the next save retries).
+fn save_resume_logged(
+    storage: &RwLock<Storage>,
+    id: ContentId,
+    have: &protocol::Bitfield,
+    tree: &MerkleTree,
+) {
+    if let Err(e) = with_storage(storage, |s| s.save_resume(have, tree)) {
+        tracing::warn!(%id, "cannot save resume state: {e}");
     }
 }
