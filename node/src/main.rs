@@ -414,9 +414,26 @@ async fn write_stats(client: &Client, net: &NetArgs, progress: Option<(u32, u32)
         return;
     }
     let tmp = path.with_extension("tmp");
-    if std::fs::write(&tmp, &json).is_ok() && std::fs::rename(&tmp, path).is_ok() {
+    if write_new_file(&tmp, json.as_bytes()).is_ok() && std::fs::rename(&tmp, path).is_ok() {
         *last = json;
     }
+}
+
+/// Writes `bytes` to a file that this call creates: a link or file another
+/// user planted at `path` is removed, never followed or truncated (rename
+/// then replaces only the name at the final path, not what a link there names).
+fn write_new_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    // O_EXCL: fails rather than follow a link planted since the removal.
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)?;
+    f.write_all(bytes)
 }
 
 async fn shutdown_signal() {
