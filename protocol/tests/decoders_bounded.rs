@@ -10,7 +10,7 @@ use proptest::prelude::*;
 use protocol::bitfield::Bitfield;
 use protocol::manifest::Manifest;
 use protocol::merkle::Proof;
-use protocol::wire::{Request, Response};
+use protocol::wire::{Message, Request, Response, MAX_MESSAGE_BYTES};
 use protocol::ContentId;
 
 /// Counts live heap bytes and their peak; tests serialize on `MEASURE`.
@@ -77,7 +77,43 @@ fn with_prefix() -> impl Strategy<Value = Vec<u8>> {
         Just(b"\xa1\x64Have\xa3\x64have\xa1\x64Bits".to_vec()),
         Just(b"\xa5\x67version\x01\x64name\x61x\x6achunk_size\x1a\x00\x00\x40\x00\x66layout\xa1\x69Directory\xa1\x67entries".to_vec()),
     ];
-    (prefixes, hostile_bytes()).prop_map(|(p, rest)| [p, rest].concat())
+    let session = proptest::sample::select(SESSION_PREFIXES).prop_map(|(p, _)| p.to_vec());
+    (prop_oneof![prefixes, session], hostile_bytes()).prop_map(|(p, rest)| [p, rest].concat())
+}
+
+/// The beginnings of session messages up to a payload, each with an ending
+/// that makes it a whole message (so the prefixes are known to be real).
+const SESSION_PREFIXES: &[(&[u8], &[u8])] = &[
+    (
+        b"\xa1\x66Answer\xa2\x63rid\x01\x66answer\xa1\x68Manifest\xa1\x65bytes",
+        b"\x41\x00",
+    ),
+    (
+        b"\xa1\x66Answer\xa2\x63rid\x01\x66answer\xa1\x65Peers\xa1\x65peers",
+        b"\x80",
+    ),
+    (
+        b"\xa1\x64Have\xa2\x62id\x58\x20\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\
+          \x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x64info\xa3\x64have\xa1\x64Bits",
+        b"\x40\x6ainterested\xf5\x67choking\xf4",
+    ),
+    (
+        b"\xa1\x66Gained\xa4\x62id\x58\x20\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\
+          \x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x66chunks",
+        b"\x80\x6ainterested\xf5\x67choking\xf4",
+    ),
+];
+
+#[test]
+fn session_prefixes_begin_real_messages() {
+    for (prefix, ending) in SESSION_PREFIXES {
+        let whole = [*prefix, *ending].concat();
+        assert!(
+            Message::decode(&whole, MAX_MESSAGE_BYTES).is_ok(),
+            "{:?} is no message",
+            String::from_utf8_lossy(&whole)
+        );
+    }
 }
 
 proptest! {
@@ -88,6 +124,7 @@ proptest! {
         let peak = peak_during(|| {
             let _ = Request::decode(&bytes);
             let _ = Response::decode(&bytes);
+            let _ = Message::decode(&bytes, MAX_MESSAGE_BYTES);
         });
         prop_assert!(peak <= allowance(bytes.len()), "{peak} bytes for {} input bytes", bytes.len());
     }

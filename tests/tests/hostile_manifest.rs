@@ -7,7 +7,7 @@ mod hostile_common;
 use std::time::{Duration, Instant};
 
 use kadswarm_tests::{path_str, start_bootstrap, write_random_file, NodeProc};
-use protocol::wire::{Request, Response};
+use protocol::wire::{Answer, Ask};
 use testnet::hostile::{probe, victim, Attack, Config, Hostile};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -77,13 +77,13 @@ async fn a_non_canonical_manifest_is_never_accepted() {
                 let addr = victim::addr(port, peer);
                 match probe::ask_once(
                     &addr,
-                    &Request::Manifest {
+                    Ask::Manifest {
                         id: id.parse().unwrap(),
                     },
                 )
                 .await
                 {
-                    Ok(Response::Manifest { bytes }) => {
+                    Ok(Answer::Manifest { bytes }) => {
                         let sha = probe::sha256_hex(&bytes);
                         format!(
                             "it now serves a {}-byte manifest whose SHA-256 is {sha}{}",

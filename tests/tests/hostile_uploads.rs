@@ -15,7 +15,8 @@ const HONEST_DONE: Duration = Duration::from_secs(60);
 /// request timeout, which at 52b4bb7 was all that freed a stalled upload.
 const HONEST_DONE_SLOW_READERS: Duration = Duration::from_secs(30);
 
-/// Finding 1: three peers that request chunks and never read the answers.
+/// Finding 1: three peers that say they hold nothing, pipeline 16 chunk
+/// asks each on their session and never read the seeder's session stream.
 /// Chunks of 4 MiB overflow the stream window, so every answer stalls in
 /// the seeder; at 52b4bb7 they held its whole upload budget and an honest
 /// `get --no-seed` got nothing in 50 s.
@@ -41,7 +42,7 @@ async fn slow_readers_do_not_stop_an_honest_download() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert!(
         sent(&slow) > 0,
-        "the slow readers sent no request, so the test proved nothing"
+        "the slow readers sent no ask, so the test proved nothing"
     );
 
     let (status, getter, out) = honest_get(
@@ -62,8 +63,9 @@ async fn slow_readers_do_not_stop_an_honest_download() {
 }
 
 /// Oversize, truncated, empty, random, wrongly typed and deeply nested
-/// frames from three peers: the seeder neither crashes nor stops serving,
-/// and it disconnects the senders.
+/// frames, answers to asks never made, out-of-range gained chunks and haves
+/// of unknown content from three peers on their session streams: the seeder
+/// neither crashes nor stops serving, and it disconnects the senders.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_frames_do_not_stop_a_seeder() {
     let dir = tempfile::tempdir().unwrap();
@@ -78,7 +80,7 @@ async fn garbage_frames_do_not_stop_a_seeder() {
         Attack::Garbage,
         &seeder.addr,
         &seeder.id,
-        32,
+        4,
         Duration::from_secs(20),
     )
     .await;

@@ -38,10 +38,11 @@ pub struct MeasureArgs {
     /// Chunk size of the seeder (`node share --chunk-size`). Default: the node's own choice.
     #[arg(long)]
     pub chunk_size: Option<ByteSize>,
-    /// Streams per attacker. Default: each attack's own (64 to 256).
-    #[arg(long)]
-    pub streams: Option<usize>,
-    /// Seconds an attacker holds a stalled stream before reopening it.
+    /// How wide each attacker runs: asks in flight on its session, or
+    /// session streams open at once. Default: each attack's own (2 to 256).
+    #[arg(long, visible_alias = "streams")]
+    pub width: Option<usize>,
+    /// Seconds an attacker holds a stalled session before reopening it.
     #[arg(long, default_value_t = 20, value_name = "SECS")]
     pub hold: u64,
     /// Seconds of attack before the first honest download.
@@ -71,10 +72,11 @@ pub struct PeerArgs {
     /// Content ID to ask for or to claim (all but noncanonical-manifest).
     #[arg(long)]
     pub content: Option<ContentId>,
-    /// Streams kept busy at once. Default: the attack's own.
-    #[arg(long)]
-    pub streams: Option<usize>,
-    /// Seconds a stalled stream is held before it is reopened.
+    /// Asks in flight on the session, or session streams open at once.
+    /// Default: the attack's own.
+    #[arg(long, visible_alias = "streams")]
+    pub width: Option<usize>,
+    /// Seconds a stalled session is held before it is reopened.
     #[arg(long, default_value_t = 20, value_name = "SECS")]
     pub hold: u64,
     /// An honest seeder of the content to relay from (wrong-chunks, lying-seeder).
@@ -95,7 +97,7 @@ pub async fn run_peer(args: &PeerArgs) -> anyhow::Result<ExitCode> {
         attack: args.attack,
         target: args.target.clone(),
         content: args.content,
-        streams: args.streams,
+        width: args.width,
         hold: Duration::from_secs(args.hold),
         upstream: args.upstream.clone(),
         file: args.file.clone(),
@@ -142,7 +144,7 @@ pub async fn run_measure(
         size: args.size,
         empty_files: args.empty_files,
         chunk_size: args.chunk_size,
-        streams: args.streams,
+        width: args.width,
         hold: Duration::from_secs(args.hold),
         ramp: Duration::from_secs(args.ramp),
         settle: Duration::from_secs(args.settle),

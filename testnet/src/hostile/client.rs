@@ -1,33 +1,37 @@
-//! Attacks on a node that serves content: each worker task keeps one stream
-//! busy, forever, in its own bad way (see [`Attack`]).
+//! Attacks on a node that serves content (see [`Attack`]). Each opens
+//! session streams to the victim and misuses them in its own way; the
+//! victim's own session stream to us is held unread, drained, or read
+//! honestly, as the attack needs.
 
-use std::io;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{bail, Context};
-use futures::{AsyncReadExt, AsyncWriteExt};
+use anyhow::bail;
+use futures::{AsyncWriteExt, StreamExt};
 use libp2p::{PeerId, Stream};
 use protocol::manifest::Manifest;
-use protocol::wire::{HaveInfo, HaveSet, Request, Response, MAX_REQUEST_BYTES, MAX_RESPONSE_BYTES};
+use protocol::merkle::{HASH_LEN, MAX_DEPTH};
+use protocol::wire::{
+    Ask, HaveInfo, HaveSet, Message, MAX_BITFIELD_BYTES, MAX_MESSAGE_BYTES, MESSAGE_OVERHEAD_BYTES,
+};
 use protocol::ContentId;
 use tokio::task::JoinSet;
 
-use super::frame::{ask, read_frame, write_frame};
-use super::net::CHUNKS;
+use super::frame::{framed, held_until_dropped, read_frame, send};
+use super::session::{self, is_refusal, Asker};
 use super::{Attack, Counters};
 use crate::datagen::SplitMix64;
 
-/// How long opening a stream may take before the worker tries again.
-const OPEN_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long an honest exchange (manifest, have, a chunk read at full speed) may take.
+/// How long an honest exchange (a chunk read at full speed) may take.
 const ASK_TIMEOUT: Duration = Duration::from_secs(30);
-/// Pause after a failed stream, so a victim that refuses us does not make
-/// the attacker spin.
+/// Pause after a failed or cut stream, so a victim that refuses us does not
+/// make the attacker spin.
 const RETRY_PAUSE: Duration = Duration::from_millis(50);
-/// How often the greedy attacks repeat their have (interested, holding nothing).
-const HAVE_EVERY: Duration = Duration::from_secs(2);
+/// How long a garbage stream waits for the victim to cut it off.
+const GARBAGE_WAIT: Duration = Duration::from_secs(2);
+/// The victim's session streams to us kept at once; libp2p refuses more.
+const INBOUND_KEPT: usize = 16;
 
 /// What every worker of one client attack shares.
 #[derive(Clone)]
@@ -37,18 +41,22 @@ pub struct Ctx {
     id: ContentId,
     counters: Arc<Counters>,
     hold: Duration,
-    /// Chunks in the content (1 until the manifest is known).
+    /// Chunks in the content (1 when the manifest is not known).
     chunks: u32,
+    /// The content's chunk size (0 when the manifest is not known).
+    chunk_size: u32,
     /// The next chunk index to ask for, shared so workers cover every index.
     next: Arc<AtomicU32>,
 }
 
 impl Ctx {
-    /// A context for attacking `victim` about content `id`.
+    /// A context for attacking `victim` about content `id`, described by
+    /// `manifest` when the attack needs it.
     pub fn new(
         control: libp2p_stream::Control,
         victim: PeerId,
         id: ContentId,
+        manifest: Option<&Manifest>,
         counters: Arc<Counters>,
         hold: Duration,
     ) -> Self {
@@ -58,26 +66,19 @@ impl Ctx {
             id,
             counters,
             hold,
-            chunks: 1,
+            chunks: manifest.map_or(1, |m| m.chunk_count().max(1)),
+            chunk_size: manifest.map_or(0, |m| m.chunk_size),
             next: Arc::new(AtomicU32::new(0)),
         }
     }
 
-    async fn open(&mut self) -> io::Result<Stream> {
-        let opened =
-            tokio::time::timeout(OPEN_TIMEOUT, self.control.open_stream(self.victim, CHUNKS)).await;
-        match opened {
-            Ok(Ok(s)) => {
-                Counters::add(&self.counters.streams, 1);
-                Ok(s)
-            }
-            Ok(Err(e)) => {
-                self.failed();
-                Err(io::Error::other(e.to_string()))
-            }
+    /// A new session stream to the victim, or None after a short pause.
+    async fn open(&self) -> Option<Stream> {
+        match session::open(&self.control, self.victim, &self.counters).await {
+            Ok(s) => Some(s),
             Err(_) => {
-                self.failed();
-                Err(io::ErrorKind::TimedOut.into())
+                tokio::time::sleep(RETRY_PAUSE).await;
+                None
             }
         }
     }
@@ -87,55 +88,12 @@ impl Ctx {
     }
 
     fn next_index(&self) -> u32 {
-        self.next.fetch_add(1, Ordering::Relaxed) % self.chunks.max(1)
+        self.next.fetch_add(1, Ordering::Relaxed) % self.chunks
     }
 
-    /// One honest request and its answer.
-    async fn ask(&mut self, req: &Request) -> io::Result<Response> {
-        let mut s = self.open().await?;
-        Counters::add(&self.counters.sent, 1);
-        match ask(&mut s, req, ASK_TIMEOUT).await {
-            Ok(r) => {
-                Counters::add(&self.counters.received, 1);
-                if matches!(
-                    r,
-                    Response::Choked | Response::DontHave | Response::UnknownContent
-                ) {
-                    Counters::add(&self.counters.refused, 1);
-                }
-                Ok(r)
-            }
-            Err(e) => {
-                self.failed();
-                Err(e)
-            }
-        }
-    }
-
-    /// Asks for the manifest until the victim gives it, so chunk requests cover real indices.
-    async fn learn_chunks(&mut self) -> anyhow::Result<()> {
-        let mut last = String::new();
-        for _ in 0..20 {
-            match self.ask(&Request::Manifest { id: self.id }).await {
-                Ok(Response::Manifest { bytes }) => {
-                    let m = Manifest::decode_untrusted(&bytes)
-                        .context("the victim sent a manifest we cannot decode")?;
-                    self.chunks = m.chunk_count().max(1);
-                    return Ok(());
-                }
-                Ok(other) => last = format!("it answered {other:?}"),
-                Err(e) => last = e.to_string(),
-            }
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
-        bail!(
-            "the victim does not give us the manifest of {} ({last}); does it serve that content?",
-            self.id
-        )
-    }
-
-    fn have(&self) -> Request {
-        Request::Have {
+    /// Holding nothing and interested: the neediest peer, unchoked first.
+    fn needy_have(&self) -> Message {
+        Message::Have {
             id: self.id,
             info: HaveInfo {
                 have: HaveSet::Nothing,
@@ -146,89 +104,142 @@ impl Ctx {
     }
 }
 
-/// Starts `streams` workers of `attack` (a client attack) into `tasks`.
-pub async fn spawn(
+/// Starts `attack` (a client attack) into `tasks`, `width` wide (asks in
+/// flight or streams, see [`Attack::default_width`]); `incoming` are the
+/// session streams the victim opens to us.
+pub fn spawn(
     tasks: &mut JoinSet<()>,
     attack: Attack,
-    mut ctx: Ctx,
-    streams: usize,
+    ctx: Ctx,
+    incoming: libp2p_stream::IncomingStreams,
+    width: usize,
 ) -> anyhow::Result<()> {
-    if matches!(attack, Attack::SlowReader | Attack::ChunkFlood) {
-        ctx.learn_chunks().await?;
-        // Holding nothing and interested: the neediest peer, unchoked first.
-        let mut c = ctx.clone();
-        tasks.spawn(async move {
-            loop {
-                let req = c.have();
-                let _ = c.ask(&req).await;
-                tokio::time::sleep(HAVE_EVERY).await;
+    match attack {
+        Attack::SlowReader => {
+            tasks.spawn(hold_inbound(incoming, ctx.hold));
+            let hello = Some(ctx.needy_have());
+            tasks.spawn(ask_and_hold(ctx, width, hello, |c| Ask::Chunk {
+                id: c.id,
+                index: c.next_index(),
+            }));
+        }
+        Attack::ManifestFlood => {
+            tasks.spawn(hold_inbound(incoming, ctx.hold));
+            tasks.spawn(ask_and_hold(ctx, width, None, |c| Ask::Manifest {
+                id: c.id,
+            }));
+        }
+        Attack::RequestStall => {
+            tasks.spawn(hold_inbound(incoming, ctx.hold));
+            let size = stall_size(ctx.chunks, ctx.chunk_size);
+            for _ in 0..width {
+                tasks.spawn(request_stall(ctx.clone(), size));
             }
-        });
-    }
-    for k in 0..streams {
-        let c = ctx.clone();
-        match attack {
-            Attack::SlowReader => tasks.spawn(slow_reader(c)),
-            Attack::ManifestFlood => tasks.spawn(manifest_flood(c)),
-            Attack::RequestStall => tasks.spawn(request_stall(c)),
-            Attack::Garbage => tasks.spawn(garbage(c, k as u64)),
-            Attack::ChunkFlood => tasks.spawn(chunk_flood(c)),
-            Attack::LyingSeeder | Attack::WrongChunks | Attack::NoncanonicalManifest => {
-                bail!("{attack} is a server attack, not a client one")
+        }
+        Attack::Garbage => {
+            tasks.spawn(drain_inbound(incoming, ctx.counters.clone()));
+            for k in 0..width {
+                tasks.spawn(garbage(ctx.clone(), k as u64));
             }
-        };
+        }
+        Attack::ChunkFlood => {
+            let asker = Arc::new(Asker::new(
+                ctx.control.clone(),
+                ctx.victim,
+                Some(ctx.needy_have()),
+                ctx.counters.clone(),
+            ));
+            let reader = asker.clone();
+            tasks.spawn(incoming.for_each_concurrent(INBOUND_KEPT, move |(_, s)| {
+                let reader = reader.clone();
+                async move { reader.read_answers(s).await }
+            }));
+            for _ in 0..width {
+                tasks.spawn(chunk_flood(asker.clone(), ctx.clone()));
+            }
+        }
+        Attack::LyingSeeder | Attack::WrongChunks | Attack::NoncanonicalManifest => {
+            bail!("{attack} is a server attack, not a client one")
+        }
     }
     Ok(())
 }
 
-/// Writes `req` and holds the stream without reading, then drops it.
-async fn send_and_hold(c: &mut Ctx, req: &Request) {
-    let Ok(mut s) = c.open().await else {
-        tokio::time::sleep(RETRY_PAUSE).await;
-        return;
-    };
-    match write_frame(&mut s, &req.encode()).await {
-        Ok(()) => {
-            Counters::add(&c.counters.sent, 1);
-            // The answer piles up in the victim's send buffers while we wait.
-            tokio::time::sleep(c.hold).await;
-        }
-        Err(_) => {
-            c.failed();
-            tokio::time::sleep(RETRY_PAUSE).await;
-        }
-    }
+/// Takes the victim's session streams and never reads them, so what it
+/// writes there piles up in its send buffers; each is dropped after `hold`.
+async fn hold_inbound(incoming: libp2p_stream::IncomingStreams, hold: Duration) {
+    incoming
+        .for_each_concurrent(INBOUND_KEPT, |(_, s)| async move {
+            tokio::time::sleep(hold).await;
+            drop(s);
+        })
+        .await;
 }
 
-async fn slow_reader(mut c: Ctx) {
-    loop {
-        let req = Request::Chunk {
-            id: c.id,
-            index: c.next_index(),
-        };
-        send_and_hold(&mut c, &req).await;
-    }
+/// Reads and discards whatever the victim writes to us.
+async fn drain_inbound(incoming: libp2p_stream::IncomingStreams, counters: Arc<Counters>) {
+    incoming
+        .for_each_concurrent(INBOUND_KEPT, |(_, mut s)| {
+            let counters = counters.clone();
+            async move {
+                while let Ok(body) = read_frame(&mut s, MAX_MESSAGE_BYTES).await {
+                    Counters::add(&counters.received, 1);
+                    Counters::add(&counters.bytes_read, body.len() as u64);
+                }
+            }
+        })
+        .await;
 }
 
-async fn manifest_flood(mut c: Ctx) {
-    let req = Request::Manifest { id: c.id };
+/// One session after another: `hello` (if any), then `width` pipelined
+/// asks made by `ask`, never reading an answer; the session is held until
+/// the victim cuts it or `hold` passes.
+async fn ask_and_hold(c: Ctx, width: usize, hello: Option<Message>, ask: fn(&Ctx) -> Ask) {
     loop {
-        send_and_hold(&mut c, &req).await;
-    }
-}
-
-/// The largest request frame a node accepted at 52b4bb7.
-const STALL_FRAME: usize = MAX_REQUEST_BYTES;
-
-async fn request_stall(mut c: Ctx) {
-    let filler = vec![0u8; 64 * 1024];
-    loop {
-        let Ok(mut s) = c.open().await else {
-            tokio::time::sleep(RETRY_PAUSE).await;
+        let Some(mut s) = c.open().await else {
             continue;
         };
-        let announced = STALL_FRAME as u32;
-        let mut sent = s.write_all(&announced.to_be_bytes()).await;
+        let mut wrote = match &hello {
+            Some(m) => send(&mut s, m).await,
+            None => Ok(()),
+        };
+        for rid in 0..width as u32 {
+            if wrote.is_err() {
+                break;
+            }
+            wrote = send(&mut s, &Message::Ask { rid, ask: ask(&c) }).await;
+            if wrote.is_ok() {
+                Counters::add(&c.counters.sent, 1);
+            }
+        }
+        if wrote.is_err() {
+            c.failed();
+        } else {
+            // The answers pile up in the victim's send buffers while we wait.
+            held_until_dropped(&mut s, c.hold).await;
+        }
+        tokio::time::sleep(RETRY_PAUSE).await;
+    }
+}
+
+/// The largest frame a node serving this content accepts from any peer it
+/// is not awaiting a manifest from: room for a message plus the content's
+/// bitfield, or a chunk with the deepest proof, whichever is larger.
+pub fn stall_size(chunks: u32, chunk_size: u32) -> usize {
+    let bitfield = (chunks as usize).div_ceil(8).min(MAX_BITFIELD_BYTES);
+    let chunk = chunk_size as usize + MAX_DEPTH * HASH_LEN;
+    (MESSAGE_OVERHEAD_BYTES + bitfield.max(chunk)).min(MAX_MESSAGE_BYTES)
+}
+
+/// Announces a frame of `size` bytes, sends all of it but the last byte,
+/// and holds the stream until the victim cuts it or `hold` passes.
+async fn request_stall(c: Ctx, size: usize) {
+    let filler = vec![0u8; 64 * 1024];
+    loop {
+        let Some(mut s) = c.open().await else {
+            continue;
+        };
+        let mut sent = s.write_all(&(size as u32).to_be_bytes()).await;
         if sent.is_ok() {
             sent = s.flush().await;
         }
@@ -236,7 +247,7 @@ async fn request_stall(mut c: Ctx) {
             // The frame is announced: the attack is on, whether or not the victim reads on.
             Counters::add(&c.counters.sent, 1);
         }
-        let mut left = STALL_FRAME - 1; // never the last byte
+        let mut left = size - 1; // never the last byte
         while sent.is_ok() && left > 0 {
             let n = left.min(filler.len());
             sent = s.write_all(&filler[..n]).await;
@@ -246,141 +257,200 @@ async fn request_stall(mut c: Ctx) {
             sent = s.flush().await;
         }
         match sent {
-            Ok(()) => tokio::time::sleep(c.hold).await,
-            Err(_) => {
-                // A victim that caps request frames cuts us off here.
-                c.failed();
-                tokio::time::sleep(RETRY_PAUSE).await;
+            Ok(()) => {
+                held_until_dropped(&mut s, c.hold).await;
             }
+            // A victim that caps frames or streams cuts us off here.
+            Err(_) => c.failed(),
         }
+        tokio::time::sleep(RETRY_PAUSE).await;
     }
 }
 
-/// One kind of bad frame per round, in turn.
-async fn garbage(mut c: Ctx, seed: u64) {
+/// One kind of bad frame per stream, in turn.
+async fn garbage(c: Ctx, seed: u64) {
     let mut rng = SplitMix64::new(seed.wrapping_mul(0x9e37_79b9) ^ 0x6a09_e667);
     let mut round = seed as usize;
     loop {
-        let bytes = bad_frame(round, c.id, &mut rng);
+        let bad = bad_frame(round, c.id, &mut rng);
         round = round.wrapping_add(1);
-        let Ok(mut s) = c.open().await else {
-            tokio::time::sleep(RETRY_PAUSE).await;
+        let Some(mut s) = c.open().await else {
             continue;
         };
-        if s.write_all(&bytes).await.is_err() || s.close().await.is_err() {
-            c.failed();
-            continue;
+        let mut wrote = s.write_all(&bad.bytes).await;
+        if wrote.is_ok() {
+            wrote = s.flush().await;
         }
-        Counters::add(&c.counters.sent, 1);
-        // Whatever comes back (most likely a reset), read it and move on.
-        let answer = tokio::time::timeout(
-            Duration::from_secs(5),
-            read_frame(&mut s, MAX_RESPONSE_BYTES),
-        )
-        .await;
-        if let Ok(Ok(body)) = answer {
-            Counters::add(&c.counters.received, 1);
-            Counters::add(&c.counters.bytes_read, body.len() as u64);
+        if wrote.is_ok() && bad.kind == BadKind::Truncated {
+            // The rest of the frame never comes.
+            wrote = s.close().await;
         }
+        match wrote {
+            Ok(()) => Counters::add(&c.counters.sent, 1),
+            Err(_) => c.failed(),
+        }
+        // Most kinds should make the victim cut us off; give it a moment.
+        held_until_dropped(&mut s, GARBAGE_WAIT).await;
     }
 }
 
-/// Bad frame number `round` (cycling through the kinds), as stream bytes.
-pub fn bad_frame(round: usize, id: ContentId, rng: &mut SplitMix64) -> Vec<u8> {
-    let framed = |body: &[u8]| {
-        let mut out = (body.len() as u32).to_be_bytes().to_vec();
-        out.extend_from_slice(body);
-        out
+/// The kinds of bad frame the garbage attack sends, in turn.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BadKind {
+    /// A length prefix far over any cap, then a little data.
+    Oversize,
+    /// A valid ask cut in half, the stream then closed.
+    Truncated,
+    /// Random bytes in a well-formed frame.
+    Random,
+    /// An empty frame.
+    Empty,
+    /// Valid CBOR of the wrong type: a bare answer where a message belongs.
+    WrongType,
+    /// A CBOR integer, then a bare text string.
+    BareScalars,
+    /// Ten thousand nested arrays: a decoder that recurses blows its stack.
+    DeepNesting,
+    /// A have whose bitfield byte string claims 4 GiB in a small frame.
+    HugeBitfieldClaim,
+    /// A manifest answer whose byte string claims 4 GiB in a small frame.
+    HugeManifestClaim,
+    /// A well-formed chunk answer to an ask never made.
+    UnknownRid,
+    /// A have of nothing, then gained chunks far past the content's end.
+    GainedOutOfRange,
+    /// A have claiming everything of content the victim has never heard of.
+    HaveUnknownContent,
+}
+
+impl BadKind {
+    /// Every kind, in the order they are sent.
+    pub const ALL: [BadKind; 12] = [
+        BadKind::Oversize,
+        BadKind::Truncated,
+        BadKind::Random,
+        BadKind::Empty,
+        BadKind::WrongType,
+        BadKind::BareScalars,
+        BadKind::DeepNesting,
+        BadKind::HugeBitfieldClaim,
+        BadKind::HugeManifestClaim,
+        BadKind::UnknownRid,
+        BadKind::GainedOutOfRange,
+        BadKind::HaveUnknownContent,
+    ];
+
+    /// True for frames that decode as messages but are wrong in what they
+    /// say (a rid never asked, chunks out of range, content not served).
+    pub fn decodes(self) -> bool {
+        matches!(
+            self,
+            BadKind::UnknownRid | BadKind::GainedOutOfRange | BadKind::HaveUnknownContent
+        )
+    }
+}
+
+/// One bad frame (or two, for [`BadKind::GainedOutOfRange`]) as stream bytes.
+pub struct Bad {
+    /// What is wrong with it.
+    pub kind: BadKind,
+    /// The bytes to write, length prefixes included.
+    pub bytes: Vec<u8>,
+}
+
+/// Bad frame number `round` (cycling through [`BadKind::ALL`]) about `id`.
+pub fn bad_frame(round: usize, id: ContentId, rng: &mut SplitMix64) -> Bad {
+    let kind = BadKind::ALL[round % BadKind::ALL.len()];
+    let have = |id, have| Message::Have {
+        id,
+        info: HaveInfo {
+            have,
+            interested: true,
+            choking: false,
+        },
     };
-    match round % 8 {
-        // A length prefix far over any cap, then a little data.
-        0 => {
+    let bytes = match kind {
+        BadKind::Oversize => {
             let mut out = u32::MAX.to_be_bytes().to_vec();
             out.extend_from_slice(&[0xa1; 64]);
             out
         }
-        // A valid request cut in half, the stream then closed.
-        1 => {
-            let body = Request::Chunk { id, index: 0 }.encode();
+        BadKind::Truncated => {
+            let body = Message::Ask {
+                rid: 1,
+                ask: Ask::Chunk { id, index: 0 },
+            }
+            .encode();
             let mut out = framed(&body);
             out.truncate(4 + body.len() / 2);
             out
         }
-        // Random bytes in a well-formed frame.
-        2 => {
+        BadKind::Random => {
             let mut body = vec![0u8; 64 + (rng.next_u64() % 4096) as usize];
             rng.fill(&mut body);
             framed(&body)
         }
-        // An empty frame.
-        3 => framed(&[]),
-        // Valid CBOR of the wrong type: a response where a request belongs.
-        4 => framed(&Response::Choked.encode()),
-        // A CBOR integer, then a bare text string.
-        5 => framed(&[
+        BadKind::Empty => framed(&[]),
+        // `Answer::Choked` alone, a text string.
+        BadKind::WrongType => framed(b"\x66Choked"),
+        BadKind::BareScalars => framed(&[
             0x1b, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x61, b'x',
         ]),
-        // Ten thousand nested arrays: a decoder that recurses blows its stack.
-        6 => framed(&[0x81; 10_000]),
-        // A have whose bitfield byte string claims 4 GiB in a small frame.
-        _ => {
-            let mut body = vec![0xa1, 0x64];
-            body.extend_from_slice(b"Have");
-            body.extend_from_slice(&[0xa2, 0x62, b'i', b'd', 0x58, 0x20]);
+        BadKind::DeepNesting => framed(&[0x81; 10_000]),
+        BadKind::HugeBitfieldClaim => {
+            let mut body = b"\xa1\x64Have\xa2\x62id\x58\x20".to_vec();
             body.extend_from_slice(id.as_bytes());
-            body.extend_from_slice(&[0x64]);
-            body.extend_from_slice(b"info");
-            body.extend_from_slice(&[0xa1, 0x64]);
-            body.extend_from_slice(b"have");
-            body.extend_from_slice(&[0xa1, 0x64]);
-            body.extend_from_slice(b"Bits");
-            body.extend_from_slice(&[0x5a, 0xff, 0xff, 0xff, 0xff]);
+            body.extend_from_slice(b"\x64info\xa1\x64have\xa1\x64Bits\x5a\xff\xff\xff\xff");
             framed(&body)
         }
-    }
+        BadKind::HugeManifestClaim => framed(
+            b"\xa1\x66Answer\xa2\x63rid\x01\x66answer\xa1\x68Manifest\xa1\x65bytes\x5a\xff\xff\xff\xff",
+        ),
+        BadKind::UnknownRid => {
+            let mut data = vec![0u8; 16 * 1024];
+            rng.fill(&mut data);
+            let m = Message::Answer {
+                rid: 0x8000_0000 | (rng.next_u64() as u32),
+                answer: protocol::wire::Answer::Chunk {
+                    index: 0,
+                    data,
+                    proof: Vec::new(),
+                },
+            };
+            framed(&m.encode())
+        }
+        BadKind::GainedOutOfRange => {
+            let mut out = framed(&have(id, HaveSet::Nothing).encode());
+            let gained = Message::Gained {
+                id,
+                chunks: vec![u32::MAX, u32::MAX - 1, 1 << 30],
+                interested: true,
+                choking: false,
+            };
+            out.extend_from_slice(&framed(&gained.encode()));
+            out
+        }
+        BadKind::HaveUnknownContent => {
+            let mut other = [0u8; 32];
+            rng.fill(&mut other);
+            framed(&have(ContentId::from_bytes(other), HaveSet::Everything).encode())
+        }
+    };
+    Bad { kind, bytes }
 }
 
-async fn chunk_flood(mut c: Ctx) {
-    let mut buf = Vec::new();
+/// A greedy leecher that looks honest: asks for the next chunk as soon as an
+/// answer arrives, and reads every answer at full speed.
+async fn chunk_flood(asker: Arc<Asker>, c: Ctx) {
     loop {
-        let req = Request::Chunk {
+        let ask = Ask::Chunk {
             id: c.id,
             index: c.next_index(),
         };
-        let Ok(mut s) = c.open().await else {
-            tokio::time::sleep(RETRY_PAUSE).await;
-            continue;
-        };
-        if write_frame(&mut s, &req.encode()).await.is_err() || s.close().await.is_err() {
-            c.failed();
-            continue;
-        }
-        Counters::add(&c.counters.sent, 1);
-        buf.clear();
-        // Read as fast as the victim sends; no decoding beyond the frame.
-        let read = tokio::time::timeout(ASK_TIMEOUT, async {
-            let mut len = [0u8; 4];
-            s.read_exact(&mut len).await?;
-            let len = u32::from_be_bytes(len) as u64;
-            s.take(len.min(MAX_RESPONSE_BYTES as u64))
-                .read_to_end(&mut buf)
-                .await
-        })
-        .await;
-        match read {
-            Ok(Ok(n)) => {
-                Counters::add(&c.counters.received, 1);
-                Counters::add(&c.counters.bytes_read, n as u64);
-                if n < 64 {
-                    // Choked or don't have: a short answer. Do not spin on it.
-                    Counters::add(&c.counters.refused, 1);
-                    tokio::time::sleep(RETRY_PAUSE).await;
-                }
-            }
-            _ => {
-                c.failed();
-                tokio::time::sleep(RETRY_PAUSE).await;
-            }
+        match asker.ask(ask, ASK_TIMEOUT).await {
+            Ok(a) if !is_refusal(&a) => {}
+            // Choked, don't have, or cut off: do not spin on it.
+            _ => tokio::time::sleep(RETRY_PAUSE).await,
         }
     }
 }
@@ -388,18 +458,59 @@ async fn chunk_flood(mut c: Ctx) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use protocol::manifest::MAX_CHUNKS;
+
+    fn frames(mut bytes: &[u8]) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        while bytes.len() >= 4 {
+            let len = u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) as usize;
+            let end = (4 + len).min(bytes.len());
+            out.push(bytes[4..end].to_vec());
+            bytes = &bytes[end..];
+        }
+        out
+    }
 
     #[test]
-    fn every_bad_frame_is_refused_by_the_wire_decoder() {
+    fn every_bad_frame_is_refused_or_says_something_wrong() {
         let id = ContentId::from_bytes([3; 32]);
         let mut rng = SplitMix64::new(1);
-        for round in 0..16 {
-            let bytes = bad_frame(round, id, &mut rng);
-            let body = bytes.get(4..).unwrap_or(&[]);
-            assert!(
-                Request::decode(body).is_err(),
-                "round {round} decoded as a valid request"
-            );
+        for round in 0..2 * BadKind::ALL.len() {
+            let bad = bad_frame(round, id, &mut rng);
+            let bodies = frames(&bad.bytes);
+            let last = bodies.last().cloned().unwrap_or_default();
+            let decoded = Message::decode(&last, MAX_MESSAGE_BYTES);
+            if !bad.kind.decodes() {
+                assert!(decoded.is_err(), "{:?} decoded as {decoded:?}", bad.kind);
+                continue;
+            }
+            match (bad.kind, decoded) {
+                (BadKind::UnknownRid, Ok(Message::Answer { rid, .. })) => {
+                    assert!(rid >= 0x8000_0000)
+                }
+                (BadKind::GainedOutOfRange, Ok(Message::Gained { id: g, chunks, .. })) => {
+                    assert_eq!(g, id);
+                    assert!(chunks.iter().all(|&c| u64::from(c) >= MAX_CHUNKS));
+                }
+                (BadKind::HaveUnknownContent, Ok(Message::Have { id: other, .. })) => {
+                    assert_ne!(other, id)
+                }
+                (kind, other) => panic!("{kind:?} came out as {other:?}"),
+            }
         }
+    }
+
+    #[test]
+    fn the_stalled_frame_fits_a_chunk_answer_or_a_bitfield() {
+        let chunk = 4 * 1024 * 1024;
+        let size = stall_size(4, chunk);
+        assert!(size > chunk as usize + MESSAGE_OVERHEAD_BYTES);
+        assert!(size <= MAX_MESSAGE_BYTES);
+        // 2 TiB in 16 KiB chunks: the bitfield is the larger need.
+        let bitfield = stall_size(1 << 27, 16 * 1024);
+        assert_eq!(
+            bitfield,
+            MESSAGE_OVERHEAD_BYTES + (1 << 24).min(MAX_BITFIELD_BYTES)
+        );
     }
 }

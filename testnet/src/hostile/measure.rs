@@ -53,9 +53,9 @@ pub struct HostileConfig {
     pub empty_files: usize,
     /// `node share --chunk-size`; None leaves the node's default.
     pub chunk_size: Option<ByteSize>,
-    /// Streams per attacker; None takes each attack's default.
-    pub streams: Option<usize>,
-    /// How long attackers hold a stalled stream.
+    /// Asks in flight or streams per attacker; None takes each attack's default.
+    pub width: Option<usize>,
+    /// How long attackers hold a stalled session.
     pub hold: Duration,
     /// Attack time before the first honest download.
     pub ramp: Duration,
@@ -451,8 +451,8 @@ async fn attack_round(
         .iter()
         .map(OsString::from)
         .collect();
-        if let Some(n) = cfg.streams {
-            args.push("--streams".into());
+        if let Some(n) = cfg.width {
+            args.push("--width".into());
             args.push(n.to_string().into());
         }
         let name = format!("attacker-{k}");

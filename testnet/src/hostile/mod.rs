@@ -1,4 +1,4 @@
-//! The adversarial test peer: a libp2p peer that speaks `/kadswarm/chunks/1`
+//! The adversarial test peer: a libp2p peer that speaks `/kadswarm/session/2`
 //! badly on purpose, to prove that a node holds up against it.
 //!
 //! [`Hostile::start`] builds its own swarm (TCP + noise + yamux, like a node,
@@ -7,7 +7,10 @@
 //! Attacks against a seeder are clients of the victim ([`client`]); attacks
 //! against a getter are lying servers that announce themselves in the DHT
 //! ([`server`]). Raw streams (`libp2p-stream`) let it do what no codec would:
-//! write half a frame, never read an answer, send bytes of the wrong type.
+//! write half a frame, never read the victim's session stream, send bytes of
+//! the wrong type. [`session`] holds the honest plumbing (our one outbound
+//! stream per peer, answers matched to asks by request ID) and [`frame`] the
+//! framing.
 //!
 //! `testnet hostile-peer` runs one as its own process; `testnet hostile`
 //! ([`measure`]) runs three of them against a seeder, attack after attack,
@@ -25,6 +28,7 @@ pub mod noncanonical;
 pub mod probe;
 pub mod rss;
 pub mod server;
+pub mod session;
 pub mod victim;
 
 use std::fmt;
@@ -43,27 +47,31 @@ use tokio::task::JoinSet;
 /// content (a seeder); server attacks target a node that fetches it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, clap::ValueEnum)]
 pub enum Attack {
-    /// Says it has nothing and wants everything, then keeps chunk requests
-    /// for every index in flight (one per stream) and never reads an answer;
-    /// each stream is dropped after `hold` and opened again.
+    /// Says on its session stream that it has nothing and wants everything,
+    /// then pipelines chunk asks (every index in turn, `width` of them) and
+    /// never reads the victim's session stream to it. The session is held
+    /// until the victim cuts it or `hold` passes, then opened again.
     SlowReader,
-    /// Keeps many manifest requests in flight (256 streams by default) and
-    /// never reads the answers; each is dropped after `hold` and reopened.
+    /// Pipelines many manifest asks (`width`, 256 by default) on its session
+    /// stream and never reads the answers; held and reopened like slow-reader.
     ManifestFlood,
-    /// Opens streams that announce a request frame of 1 MiB + 1 KiB (the
-    /// largest the node accepted at 52b4bb7), sends all of it but the last
-    /// byte, and holds the stream open for `hold`.
+    /// Opens session streams (`width` at once) that announce a frame of the
+    /// largest size the node accepts (a message with a chunk and the deepest
+    /// proof, or the bitfield if larger), send all of it but the last byte,
+    /// and hold them open for `hold`.
     RequestStall,
-    /// Sends frames no honest peer sends, in a loop: oversize length
-    /// prefixes, truncated frames, random bytes, zero-length frames, CBOR of
-    /// the wrong type, deeply nested CBOR, byte strings claiming 4 GiB.
+    /// Sends frames no honest peer sends on session streams (`width` at
+    /// once), in turn: oversize length prefixes, truncated frames, random
+    /// bytes, zero-length frames, CBOR of the wrong type, deeply nested CBOR,
+    /// byte strings claiming 4 GiB, answers to asks never made, gained
+    /// chunks past the content's end, haves of unknown content.
     Garbage,
-    /// A greedy leecher that looks honest: pipelined chunk requests for every
-    /// index, each answer read at full speed.
+    /// A greedy leecher that looks honest: `width` pipelined chunk asks for
+    /// every index in turn, each answer read at full speed.
     ChunkFlood,
-    /// Announces itself as a provider and claims every chunk in haves, then
-    /// answers chunk requests with "don't have", garbage frames and chunks of
-    /// random bytes, in turn.
+    /// Announces itself as a provider and claims every chunk in its have,
+    /// then answers chunk asks with "don't have", garbage frames and chunks
+    /// of random bytes, in turn.
     LyingSeeder,
     /// Announces itself as a provider and claims every chunk, then serves
     /// real chunks (with their valid proofs) with one bit of the data
@@ -108,15 +116,28 @@ impl Attack {
         )
     }
 
-    /// Streams kept busy at once when the user names no number.
-    pub fn default_streams(self) -> usize {
+    /// How wide the attack runs when the user names no width: asks in
+    /// flight on its session (slow-reader, manifest-flood, chunk-flood), or
+    /// session streams open at once (request-stall, garbage; a node takes 2
+    /// per peer and refuses the rest).
+    pub fn default_width(self) -> usize {
         match self {
             Attack::SlowReader => 64,
-            Attack::ManifestFlood | Attack::RequestStall => 256,
-            Attack::Garbage => 32,
+            Attack::ManifestFlood => 256,
+            Attack::RequestStall => 2,
+            Attack::Garbage => 4,
             Attack::ChunkFlood => 32,
             Attack::LyingSeeder | Attack::WrongChunks | Attack::NoncanonicalManifest => 0,
         }
+    }
+
+    /// True for attacks that need the manifest (fetched under another
+    /// identity) before they start.
+    fn needs_manifest(self) -> bool {
+        matches!(
+            self,
+            Attack::SlowReader | Attack::ChunkFlood | Attack::RequestStall
+        )
     }
 }
 
@@ -138,9 +159,9 @@ pub struct Config {
     /// The content to ask for (client attacks) or to claim (lying-seeder,
     /// wrong-chunks). Not used by noncanonical-manifest, which makes its own.
     pub content: Option<ContentId>,
-    /// Streams kept busy at once; `None` takes [`Attack::default_streams`].
-    pub streams: Option<usize>,
-    /// How long a stalled stream is held before it is dropped and reopened.
+    /// Asks in flight or streams open at once; `None` takes [`Attack::default_width`].
+    pub width: Option<usize>,
+    /// How long a stalled session is held before it is dropped and reopened.
     pub hold: Duration,
     /// wrong-chunks (required) and lying-seeder (optional): an honest seeder
     /// of `content`, for real manifests and chunks to relay (and corrupt).
@@ -157,17 +178,17 @@ impl Config {
             attack,
             target,
             content: None,
-            streams: None,
+            width: None,
             hold: Duration::from_secs(20),
             upstream: None,
             file: None,
         }
     }
 
-    /// Streams to keep busy.
-    pub fn streams(&self) -> usize {
-        self.streams
-            .unwrap_or_else(|| self.attack.default_streams())
+    /// Asks in flight or streams open at once.
+    pub fn width(&self) -> usize {
+        self.width
+            .unwrap_or_else(|| self.attack.default_width())
             .max(1)
     }
 
@@ -180,10 +201,10 @@ impl Config {
 /// Counters of what an attack did, so a caller can tell it really ran.
 #[derive(Debug, Default)]
 pub struct Counters {
-    /// Streams opened (client) or accepted (server).
+    /// Session streams opened or accepted.
     pub streams: AtomicU64,
-    /// Requests written, whole or on purpose in part (client), or
-    /// responses written (server).
+    /// Asks or bad frames written, whole or on purpose in part (client), or
+    /// answers written (server).
     pub sent: AtomicU64,
     /// Complete frames read back.
     pub received: AtomicU64,
@@ -269,10 +290,23 @@ impl Hostile {
         let mut tasks = JoinSet::new();
         if !cfg.attack.is_server() {
             let content = cfg.content()?;
+            // Under another identity, so the attacker never has to read an answer.
+            let manifest = if cfg.attack.needs_manifest() {
+                Some(probe::fetch_manifest(&cfg.target, content).await?)
+            } else {
+                None
+            };
             let net = net::start(&mut tasks, vec![(target, cfg.target.clone())], None).await?;
             let peer_id = net.peer_id;
-            let ctx = client::Ctx::new(net.control, target, content, counters.clone(), cfg.hold);
-            client::spawn(&mut tasks, cfg.attack, ctx, cfg.streams()).await?;
+            let ctx = client::Ctx::new(
+                net.control,
+                target,
+                content,
+                manifest.as_ref(),
+                counters.clone(),
+                cfg.hold,
+            );
+            client::spawn(&mut tasks, cfg.attack, ctx, net.incoming, cfg.width())?;
             return Ok(Hostile {
                 peer_id,
                 content: Some(content),
@@ -327,7 +361,7 @@ impl Hostile {
             upstream,
             counters.clone(),
         );
-        srv.spawn(&mut tasks, net.control)?;
+        srv.spawn(&mut tasks, net.incoming);
         Ok(Hostile {
             peer_id: net.peer_id,
             content: Some(content),

@@ -1,6 +1,6 @@
 //! The hostile peer's swarm: built like a node's (TCP + noise + yamux,
-//! identify, Kademlia on `/kadswarm/kad/1`), but with raw streams instead of
-//! a request-response codec, and a driver task that keeps it connected.
+//! identify, Kademlia on `/kadswarm/kad/1`), but with raw session streams it
+//! drives by hand, and a driver task that keeps it connected.
 
 use std::collections::HashSet;
 use std::num::NonZeroUsize;
@@ -15,8 +15,8 @@ use libp2p::{identify, kad, noise, ping, tcp, yamux, Multiaddr, PeerId, StreamPr
 use protocol::ContentId;
 use tokio::task::JoinSet;
 
-/// The chunk protocol, spoken over raw streams.
-pub const CHUNKS: StreamProtocol = StreamProtocol::new(protocol::wire::PROTOCOL_NAME);
+/// The session protocol, spoken over raw streams.
+pub const SESSION: StreamProtocol = StreamProtocol::new(protocol::wire::PROTOCOL_NAME);
 /// The node's Kademlia protocol name.
 pub const KAD: StreamProtocol = StreamProtocol::new("/kadswarm/kad/1");
 /// The node's identify protocol version.
@@ -32,7 +32,7 @@ const REPROVIDE: Duration = Duration::from_secs(10);
 /// Everything the hostile peer speaks.
 #[derive(NetworkBehaviour)]
 pub struct Behaviour {
-    /// Raw streams for the chunk protocol.
+    /// Raw streams for the session protocol.
     pub stream: libp2p_stream::Behaviour,
     /// The DHT, to announce server attacks.
     pub kad: kad::Behaviour<kad::store::MemoryStore>,
@@ -44,8 +44,12 @@ pub struct Behaviour {
 
 /// A started swarm: its stream control and who it is.
 pub struct Net {
-    /// Opens streams to peers and accepts inbound ones.
+    /// Opens streams to peers.
     pub control: libp2p_stream::Control,
+    /// The session streams peers open to us. Registered before any dial, so
+    /// no stream a peer opens is refused for want of a listener; a caller that
+    /// stops polling it makes libp2p refuse further ones.
+    pub incoming: libp2p_stream::IncomingStreams,
     /// Our (fresh) identity.
     pub peer_id: PeerId,
     /// Where we listen (server attacks only).
@@ -63,7 +67,10 @@ pub async fn start(
 ) -> anyhow::Result<Net> {
     let mut swarm = build(Keypair::generate_ed25519())?;
     let peer_id = *swarm.local_peer_id();
-    let control = swarm.behaviour().stream.new_control();
+    let mut control = swarm.behaviour().stream.new_control();
+    let incoming = control
+        .accept(SESSION)
+        .map_err(|e| anyhow::anyhow!("cannot accept {SESSION} streams: {e}"))?;
     let mut listen = Vec::new();
     let deadline = tokio::time::Instant::now() + CONNECT_TIMEOUT;
 
@@ -119,6 +126,7 @@ pub async fn start(
     tasks.spawn(drive(swarm, dial, provide));
     Ok(Net {
         control,
+        incoming,
         peer_id,
         listen,
     })

@@ -1,27 +1,30 @@
 //! Attacks on a node that fetches content: the hostile peer announces itself
-//! as a provider and answers the getter's requests with lies.
+//! as a provider, claims every chunk in its have, and answers the getter's
+//! asks with lies, on its own session stream under the asks' request IDs.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::anyhow;
 use futures::{AsyncWriteExt, StreamExt};
 use libp2p::{PeerId, Stream};
-use protocol::wire::{HaveInfo, HaveSet, Request, Response, MAX_REQUEST_BYTES};
+use protocol::wire::{Answer, Ask, HaveInfo, HaveSet, Message};
 use protocol::ContentId;
 use tokio::task::JoinSet;
 
-use super::frame::{ask, read_frame, write_frame};
-use super::net::CHUNKS;
+use super::frame::{framed, recv, send};
 use super::noncanonical::Share;
+use super::session::{self, Asker};
 use super::{Attack, Counters};
 use crate::datagen::SplitMix64;
 
-/// Inbound streams served at once.
-const CONCURRENT: usize = 256;
-/// How long one inbound exchange, including a relay upstream, may take.
-const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Sessions (inbound session streams) served at once.
+const CONCURRENT: usize = 64;
+/// How long one relayed ask to the upstream seeder may take.
+const RELAY_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often our have (interested) goes to the upstream seeder again, so a
+/// session it dropped comes back.
+const UPSTREAM_HAVE_EVERY: Duration = Duration::from_secs(10);
 
 /// The content a server attack offers.
 pub enum Served {
@@ -41,24 +44,40 @@ impl Served {
     }
 }
 
-/// Answers inbound chunk-protocol streams the way the attack lies.
+/// Answers the asks that arrive on session streams the way the attack lies.
 pub struct Server {
     attack: Attack,
     served: Served,
     control: libp2p_stream::Control,
-    upstream: Option<PeerId>,
+    /// Our session with the honest seeder we relay from.
+    upstream: Option<Arc<Asker>>,
     counters: Arc<Counters>,
     round: AtomicUsize,
 }
 
-/// What goes back on a stream.
-enum Answer {
-    Message(Response),
+/// Our have to the upstream seeder: an honest seeder answers chunk asks only
+/// from interested peers it unchokes.
+fn interested_have(id: ContentId) -> Message {
+    Message::Have {
+        id,
+        info: HaveInfo {
+            have: HaveSet::Nothing,
+            interested: true,
+            choking: true,
+        },
+    }
+}
+
+/// What goes back for one ask.
+enum Reply {
+    Answer(Answer),
+    /// Stream bytes sent as they are, in place of an answer.
     RawFrame(Vec<u8>),
 }
 
 impl Server {
-    /// A server for `attack`; `control` opens streams to `upstream` for relaying.
+    /// A server for `attack`; `control` opens our session streams, to the
+    /// getters and to `upstream` for relaying.
     pub fn new(
         attack: Attack,
         served: Served,
@@ -66,6 +85,14 @@ impl Server {
         upstream: Option<PeerId>,
         counters: Arc<Counters>,
     ) -> Self {
+        let upstream = upstream.map(|peer| {
+            Arc::new(Asker::new(
+                control.clone(),
+                peer,
+                Some(interested_have(served.id())),
+                Arc::new(Counters::default()),
+            ))
+        });
         Self {
             attack,
             served,
@@ -76,110 +103,132 @@ impl Server {
         }
     }
 
-    /// Starts accepting chunk-protocol streams through `control`.
-    pub fn spawn(
-        self,
-        tasks: &mut JoinSet<()>,
-        mut control: libp2p_stream::Control,
-    ) -> anyhow::Result<()> {
-        let incoming = control
-            .accept(CHUNKS)
-            .map_err(|e| anyhow!("cannot accept {CHUNKS} streams: {e}"))?;
+    /// Starts serving the session streams that arrive on `incoming`.
+    pub fn spawn(self, tasks: &mut JoinSet<()>, incoming: libp2p_stream::IncomingStreams) {
         let srv = Arc::new(self);
-        if srv.upstream.is_some() {
-            // An honest seeder answers chunk requests only from interested peers it unchokes.
-            let s = srv.clone();
+        if let Some(up) = srv.upstream.clone() {
+            let have = interested_have(srv.served.id());
             tasks.spawn(async move {
-                let have = Request::Have {
-                    id: s.served.id(),
-                    info: HaveInfo {
-                        have: HaveSet::Nothing,
-                        interested: true,
-                        choking: true,
-                    },
-                };
                 loop {
-                    let _ = s.relay(&have).await;
-                    tokio::time::sleep(Duration::from_secs(2)).await;
+                    let _ = up.send(&have).await;
+                    tokio::time::sleep(UPSTREAM_HAVE_EVERY).await;
                 }
             });
         }
-        tasks.spawn(
-            incoming.for_each_concurrent(CONCURRENT, move |(_, stream)| {
-                let srv = srv.clone();
-                async move {
-                    let _ = tokio::time::timeout(EXCHANGE_TIMEOUT, srv.serve(stream)).await;
+        tasks.spawn(incoming.for_each_concurrent(CONCURRENT, move |(peer, s)| {
+            let srv = srv.clone();
+            async move {
+                match &srv.upstream {
+                    Some(up) if up.peer() == peer => up.read_answers(s).await,
+                    _ => srv.serve(peer, s).await,
                 }
-            }),
-        );
-        Ok(())
-    }
-
-    async fn serve(&self, mut s: Stream) {
-        Counters::add(&self.counters.streams, 1);
-        let req = match read_frame(&mut s, MAX_REQUEST_BYTES).await {
-            Ok(body) => Request::decode(&body),
-            Err(_) => {
-                Counters::add(&self.counters.errors, 1);
-                return;
             }
-        };
-        let Ok(req) = req else {
-            Counters::add(&self.counters.errors, 1);
-            return;
-        };
-        Counters::add(&self.counters.received, 1);
-        let answer = self.answer(req).await;
-        let written = match answer {
-            Answer::Message(r) => write_frame(&mut s, &r.encode()).await,
-            Answer::RawFrame(bytes) => s.write_all(&bytes).await,
-        };
-        if written.is_ok() && s.close().await.is_ok() {
-            Counters::add(&self.counters.sent, 1);
-        } else {
-            Counters::add(&self.counters.errors, 1);
-        }
+        }));
     }
 
-    async fn answer(&self, req: Request) -> Answer {
-        let everything = || {
-            Answer::Message(Response::Have(HaveInfo {
+    /// Our have: every chunk, not interested, not choking.
+    fn everything_have(&self) -> Message {
+        Message::Have {
+            id: self.served.id(),
+            info: HaveInfo {
                 have: HaveSet::Everything,
                 interested: false,
                 choking: false,
-            }))
-        };
-        if *req.content_id() != self.served.id() {
-            return Answer::Message(Response::UnknownContent);
-        }
-        match (&self.served, req) {
-            (_, Request::Have { .. }) => everything(),
-            (_, Request::Peers { .. }) => Answer::Message(Response::Peers { peers: Vec::new() }),
-            (Served::Own(share), Request::Manifest { .. }) => Answer::Message(Response::Manifest {
-                bytes: share.bytes.clone(),
-            }),
-            (Served::Own(share), Request::Chunk { index, .. }) => match share.chunk(index) {
-                Some((data, proof)) => {
-                    Answer::Message(self.bend_chunk(Response::Chunk { index, data, proof }))
-                }
-                None => Answer::Message(Response::DontHave),
             },
-            (Served::Claimed(_), req @ Request::Manifest { .. }) => {
-                Answer::Message(self.relay(&req).await)
-            }
-            (Served::Claimed(_), req @ Request::Chunk { index, .. }) => {
-                if self.attack == Attack::WrongChunks {
-                    return Answer::Message(self.bend_chunk(self.relay(&req).await));
+        }
+    }
+
+    /// Our session stream to `peer`, opened with the have that lures it.
+    async fn open_to(&self, peer: PeerId) -> Option<Stream> {
+        let mut s = session::open(&self.control, peer, &self.counters)
+            .await
+            .ok()?;
+        send(&mut s, &self.everything_have()).await.ok()?;
+        Some(s)
+    }
+
+    /// Reads `peer`'s session stream and answers each ask on ours, in order.
+    async fn serve(&self, peer: PeerId, mut inbound: Stream) {
+        Counters::add(&self.counters.streams, 1);
+        let mut out = self.open_to(peer).await;
+        while let Ok(m) = recv(&mut inbound).await {
+            Counters::add(&self.counters.received, 1);
+            let (rid, ask) = match m {
+                Message::Ask { rid, ask } => (rid, ask),
+                // The getter (re)joined the swarm: make sure it hears our claim.
+                Message::Have { id, .. } if id == self.served.id() => {
+                    if out.is_none() {
+                        out = self.open_to(peer).await;
+                    } else if let Some(s) = out.as_mut() {
+                        if send(s, &self.everything_have()).await.is_err() {
+                            out = None;
+                        }
+                    }
+                    continue;
                 }
-                self.lie(index)
+                _ => continue,
+            };
+            let manifest = matches!(ask, Ask::Manifest { .. });
+            let reply = self.reply(ask).await;
+            if out.is_none() {
+                out = self.open_to(peer).await;
+            }
+            let Some(s) = out.as_mut() else {
+                Counters::add(&self.counters.errors, 1);
+                continue;
+            };
+            let written = match reply {
+                Reply::Answer(answer) => send(s, &Message::Answer { rid, answer }).await,
+                Reply::RawFrame(bytes) => match s.write_all(&bytes).await {
+                    Ok(()) => s.flush().await,
+                    Err(e) => Err(e),
+                },
+            };
+            match written {
+                Ok(()) => {
+                    Counters::add(&self.counters.sent, 1);
+                    if manifest {
+                        // A getter that only now knows the chunk count hears our claim again.
+                        let _ = send(s, &self.everything_have()).await;
+                    }
+                }
+                Err(_) => {
+                    // Most likely our garbage got us cut off; reopen for the next answer.
+                    Counters::add(&self.counters.errors, 1);
+                    out = None;
+                }
             }
         }
     }
 
+    async fn reply(&self, ask: Ask) -> Reply {
+        if *ask.content_id() != self.served.id() {
+            return Reply::Answer(Answer::UnknownContent);
+        }
+        let answer = match (&self.served, ask) {
+            (_, Ask::Peers { .. }) => Answer::Peers { peers: Vec::new() },
+            (Served::Own(share), Ask::Manifest { .. }) => Answer::Manifest {
+                bytes: share.bytes.clone(),
+            },
+            (Served::Own(share), Ask::Chunk { index, .. }) => match share.chunk(index) {
+                Some((data, proof)) => self.bend_chunk(Answer::Chunk { index, data, proof }),
+                None => Answer::DontHave,
+            },
+            (Served::Claimed(_), ask @ Ask::Manifest { .. }) => self.relay(ask).await,
+            (Served::Claimed(_), ask @ Ask::Chunk { index, .. }) => {
+                if self.attack != Attack::WrongChunks {
+                    return self.lie(index);
+                }
+                self.bend_chunk(self.relay(ask).await)
+            }
+        };
+        Reply::Answer(answer)
+    }
+
     /// wrong-chunks: one flipped bit, so framing and proof are valid and the data wrong.
-    fn bend_chunk(&self, r: Response) -> Response {
-        match r {
-            Response::Chunk {
+    fn bend_chunk(&self, a: Answer) -> Answer {
+        match a {
+            Answer::Chunk {
                 index,
                 mut data,
                 proof,
@@ -188,48 +237,40 @@ impl Server {
                 if let Some(b) = data.get_mut(mid) {
                     *b ^= 0x10;
                 }
-                Response::Chunk { index, data, proof }
+                Answer::Chunk { index, data, proof }
             }
             other => other,
         }
     }
 
     /// lying-seeder's chunk answers, in turn: don't have, a garbage frame, random data.
-    fn lie(&self, index: u32) -> Answer {
+    fn lie(&self, index: u32) -> Reply {
         let round = self.round.fetch_add(1, Ordering::Relaxed);
         let mut rng = SplitMix64::new(round as u64 ^ 0x5bd1_e995);
         match round % 3 {
-            0 => Answer::Message(Response::DontHave),
+            0 => Reply::Answer(Answer::DontHave),
             1 => {
                 let mut body = vec![0u8; 512];
                 rng.fill(&mut body);
-                let mut out = (body.len() as u32).to_be_bytes().to_vec();
-                out.extend_from_slice(&body);
-                Answer::RawFrame(out)
+                Reply::RawFrame(framed(&body))
             }
             _ => {
                 let mut data = vec![0u8; 16 * 1024];
                 rng.fill(&mut data);
                 let mut proof = vec![0u8; 32 * 4];
                 rng.fill(&mut proof);
-                Answer::Message(Response::Chunk { index, data, proof })
+                Reply::Answer(Answer::Chunk { index, data, proof })
             }
         }
     }
 
     /// Asks the upstream seeder and returns its answer ("unknown content" without one).
-    async fn relay(&self, req: &Request) -> Response {
-        let Some(up) = self.upstream else {
-            return Response::UnknownContent;
+    async fn relay(&self, ask: Ask) -> Answer {
+        let Some(up) = &self.upstream else {
+            return Answer::UnknownContent;
         };
-        let mut control = self.control.clone();
-        let Ok(Ok(mut s)) =
-            tokio::time::timeout(Duration::from_secs(10), control.open_stream(up, CHUNKS)).await
-        else {
-            return Response::UnknownContent;
-        };
-        ask(&mut s, req, EXCHANGE_TIMEOUT)
+        up.ask(ask, RELAY_TIMEOUT)
             .await
-            .unwrap_or(Response::UnknownContent)
+            .unwrap_or(Answer::UnknownContent)
     }
 }

@@ -61,20 +61,21 @@ impl Seeder {
     }
 }
 
-/// `n` hostile peers (each its own identity) running `attack` against `target`.
+/// `n` hostile peers (each its own identity) running `attack` against
+/// `target`, each `width` wide (asks in flight or streams, per attack).
 pub async fn attackers(
     n: usize,
     attack: Attack,
     target: &Multiaddr,
     content: &str,
-    streams: usize,
+    width: usize,
     hold: Duration,
 ) -> Vec<Hostile> {
     let mut out = Vec::new();
     for _ in 0..n {
         let mut cfg = Config::new(attack, target.clone());
         cfg.content = Some(content.parse().unwrap());
-        cfg.streams = Some(streams);
+        cfg.width = Some(width);
         cfg.hold = hold;
         out.push(
             Hostile::start(cfg)
@@ -85,7 +86,7 @@ pub async fn attackers(
     out
 }
 
-/// Total requests the attackers have sent so far.
+/// Total asks or bad frames the attackers have sent so far.
 pub fn sent(hostiles: &[Hostile]) -> u64 {
     hostiles.iter().map(|h| h.stats().sent).sum()
 }
