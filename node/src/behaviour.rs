@@ -1,18 +1,14 @@
 //! The libp2p behaviour of a node and how its swarm is built.
 
 use std::num::NonZeroUsize;
-use std::sync::Arc;
 use std::time::Duration;
 
 use libp2p::identity::Keypair;
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::{
-    allow_block_list, connection_limits, identify, kad, memory_connection_limits, noise, ping,
-    request_response, tcp, yamux, StreamProtocol, Swarm,
+    allow_block_list, connection_limits, identify, kad, memory_connection_limits, noise, ping, tcp,
+    yamux, StreamProtocol, Swarm,
 };
-
-use crate::codec::{ChunkCodec, Counters, WireLimits, PROTOCOL};
-use crate::ratelimit::RateLimiter;
 
 /// Our own Kademlia protocol name: never the public IPFS DHT.
 pub const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/kadswarm/kad/1");
@@ -34,8 +30,8 @@ pub struct Behaviour {
     pub identify: identify::Behaviour,
     /// Liveness.
     pub ping: ping::Behaviour,
-    /// The chunk protocol.
-    pub chunks: request_response::Behaviour<ChunkCodec>,
+    /// Session streams (`/kadswarm/session/2`, see `wire`).
+    pub stream: libp2p_stream::Behaviour,
 }
 
 /// Network settings for building a swarm.
@@ -47,21 +43,15 @@ pub struct NetConfig {
     pub provider_ttl: Duration,
     /// How often Kademlia republishes our provider records.
     pub provider_republish: Duration,
-    /// Chunk request timeout.
-    pub request_timeout: Duration,
     /// Upload cap in bytes per second.
     pub max_upload: Option<u64>,
     /// Download cap in bytes per second.
     pub max_download: Option<u64>,
     /// Most established connections to one peer.
     pub max_connections_per_peer: u32,
-    /// Most chunk-protocol streams (ours and the peer's) open at once on one
-    /// connection; a little above the request pipeline depth, so a peer
-    /// cannot park hundreds of streams on us.
-    pub max_streams_per_connection: usize,
     /// Most inbound streams still negotiating their protocol per connection.
     pub max_negotiating_streams: usize,
-    /// A frame that moves no byte for this long is dropped (see `codec`).
+    /// A frame that moves no byte for this long is dropped (see `wire`).
     pub stall_timeout: Duration,
     /// New connections are refused while the process's resident memory is above this.
     pub max_memory_bytes: usize,
@@ -80,11 +70,9 @@ impl Default for NetConfig {
             max_connections: 256,
             provider_ttl: Duration::from_secs(30 * 60),
             provider_republish: Duration::from_secs(5 * 60),
-            request_timeout: Duration::from_secs(60),
             max_upload: None,
             max_download: None,
             max_connections_per_peer: 2,
-            max_streams_per_connection: 64,
             max_negotiating_streams: 16,
             stall_timeout: Duration::from_secs(10),
             max_memory_bytes: 512 << 20,
@@ -95,15 +83,7 @@ impl Default for NetConfig {
 }
 
 /// Builds the swarm: TCP (noise + yamux) and QUIC, with our behaviour.
-pub fn build_swarm(
-    keypair: Keypair,
-    config: &NetConfig,
-    counters: Arc<Counters>,
-    limits: Arc<WireLimits>,
-) -> anyhow::Result<Swarm<Behaviour>> {
-    let upload = Arc::new(RateLimiter::new(config.max_upload));
-    let download = Arc::new(RateLimiter::new(config.max_download));
-    let codec = ChunkCodec::new(upload, download, counters, limits);
+pub fn build_swarm(keypair: Keypair, config: &NetConfig) -> anyhow::Result<Swarm<Behaviour>> {
     let config = config.clone();
     let swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
@@ -112,8 +92,8 @@ pub fn build_swarm(
             noise::Config::new,
             || {
                 let mut c = yamux::Config::default();
-                // Streams a request-response handler refuses are dropped at once; this
-                // bounds the ones a peer can open before that happens.
+                // A session needs one stream each way, Kademlia and identify a few more;
+                // this bounds what a peer can open before protocols refuse them.
                 c.set_max_num_streams(256);
                 c
             },
@@ -141,14 +121,6 @@ pub fn build_swarm(
                     .with_push_listen_addr_updates(true)
                     .with_cache_size(256),
             );
-            let rr_config = request_response::Config::default()
-                .with_request_timeout(config.request_timeout)
-                .with_max_concurrent_streams(config.max_streams_per_connection);
-            let chunks = request_response::Behaviour::with_codec(
-                codec,
-                [(PROTOCOL, request_response::ProtocolSupport::Full)],
-                rr_config,
-            );
             let limits = connection_limits::Behaviour::new(
                 connection_limits::ConnectionLimits::default()
                     .with_max_established(Some(config.max_connections))
@@ -165,7 +137,7 @@ pub fn build_swarm(
                 kad,
                 identify,
                 ping: ping::Behaviour::default(),
-                chunks,
+                stream: libp2p_stream::Behaviour::new(),
             }
         })?
         .with_swarm_config(|c| {

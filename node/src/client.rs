@@ -10,8 +10,8 @@ use protocol::merkle::MerkleTree;
 use protocol::{ContentId, Manifest};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::codec::Counters;
 use crate::storage::Storage;
+use crate::wire::Counters;
 
 /// Commands from a [`Client`] to the event loop.
 pub(crate) enum Command {

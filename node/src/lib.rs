@@ -6,7 +6,6 @@
 
 pub mod behaviour;
 pub mod client;
-pub mod codec;
 pub mod engine;
 pub mod identity;
 pub mod ratelimit;
@@ -14,6 +13,7 @@ pub mod scan;
 pub mod storage;
 pub mod strikes;
 pub mod uploads;
+pub mod wire;
 
 use std::sync::Arc;
 
@@ -53,9 +53,15 @@ impl NodeConfig {
 
 /// Starts a node on the current tokio runtime; returns its handle and the loop's task.
 pub fn spawn(keypair: Keypair, config: NodeConfig) -> anyhow::Result<(Client, JoinHandle<()>)> {
-    let counters = Arc::new(codec::Counters::default());
-    let limits = Arc::new(codec::WireLimits::new(config.net.stall_timeout));
-    let mut swarm = behaviour::build_swarm(keypair, &config.net, counters.clone(), limits.clone())?;
+    let counters = Arc::new(wire::Counters::default());
+    let limits = Arc::new(wire::WireLimits::new(config.net.stall_timeout));
+    let shared = wire::streams::Shared::new(
+        limits,
+        counters.clone(),
+        Arc::new(ratelimit::RateLimiter::new(config.net.max_upload)),
+        Arc::new(ratelimit::RateLimiter::new(config.net.max_download)),
+    );
+    let mut swarm = behaviour::build_swarm(keypair, &config.net)?;
     for addr in &config.listen {
         swarm
             .listen_on(addr.clone())
@@ -63,7 +69,7 @@ pub fn spawn(keypair: Keypair, config: NodeConfig) -> anyhow::Result<(Client, Jo
     }
     let peer_id = *swarm.local_peer_id();
     let (tx, rx) = mpsc::channel(64);
-    let engine = engine::Engine::new(swarm, config.engine, limits, rx);
+    let engine = engine::Engine::new(swarm, config.engine, shared, rx)?;
     let task = tokio::spawn(engine.run());
     Ok((
         Client {

@@ -142,6 +142,26 @@ impl<P: Copy + Eq + Hash, R: Copy + Eq + Hash, T> UploadQueue<P, R, T> {
         true
     }
 
+    /// Whether upload `id` is under way.
+    pub fn is_active(&self, id: &R) -> bool {
+        self.active.contains_key(id)
+    }
+
+    /// Ends every upload under way to `peer` (its stream is gone, so none
+    /// will report being sent); returns how many.
+    pub fn finish_peer(&mut self, peer: &P) -> usize {
+        let ids: Vec<R> = self
+            .active
+            .iter()
+            .filter(|(_, (p, _))| p == peer)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in &ids {
+            self.finished(*id);
+        }
+        ids.len()
+    }
+
     /// Drops everything queued for `peer` (it left or was banned).
     pub fn remove_peer(&mut self, peer: &P) -> Vec<T> {
         let Some(queue) = self.waiting.remove(peer) else {

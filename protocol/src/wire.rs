@@ -61,6 +61,8 @@ pub enum Message {
         interested: bool,
         choking: bool,
     },
+    /// The sender does not serve `id`: drop it from that swarm.
+    Unknown { id: ContentId },
     /// A request, answered by an [`Message::Answer`] with the same `rid`.
     Ask { rid: u32, ask: Ask },
     /// The answer to the receiver's ask `rid`.
@@ -127,7 +129,9 @@ impl Message {
     /// The content this message is about, if it names one.
     pub fn content_id(&self) -> Option<&ContentId> {
         match self {
-            Message::Have { id, .. } | Message::Gained { id, .. } => Some(id),
+            Message::Have { id, .. } | Message::Gained { id, .. } | Message::Unknown { id } => {
+                Some(id)
+            }
             Message::Ask { ask, .. } => Some(ask.content_id()),
             Message::Answer { .. } => None,
         }
@@ -512,6 +516,7 @@ mod tests {
                 interested: false,
                 choking: true,
             },
+            Message::Unknown { id: id() },
             Message::Ask {
                 rid: 1,
                 ask: Ask::Manifest { id: id() },
@@ -554,7 +559,10 @@ mod tests {
     #[test]
     fn every_session_message_round_trips() {
         for m in session_samples() {
-            assert_eq!(Message::decode(&m.encode(), MAX_MESSAGE_BYTES), Ok(m.clone()));
+            assert_eq!(
+                Message::decode(&m.encode(), MAX_MESSAGE_BYTES),
+                Ok(m.clone())
+            );
             let b = m.encode();
             for cut in 0..b.len() {
                 assert!(Message::decode(&b[..cut], MAX_MESSAGE_BYTES).is_err());
@@ -623,7 +631,7 @@ mod tests {
         }
 
         #[test]
-        fn mutated_session_messages_never_panic(pos in any::<prop::sample::Index>(), val in any::<u8>(), which in 0usize..10) {
+        fn mutated_session_messages_never_panic(pos in any::<prop::sample::Index>(), val in any::<u8>(), which in 0usize..11) {
             let mut b = session_samples()[which].encode();
             let p = pos.index(b.len());
             b[p] = val;

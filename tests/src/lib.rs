@@ -134,8 +134,17 @@ impl NodeProc {
         self.child.id()
     }
 
-    /// All stdout lines printed so far and not yet read.
+    /// All stdout lines printed so far and not yet read; once the process
+    /// has exited, every line up to its end (the reader thread may lag).
     pub fn remaining_lines(&mut self) -> Vec<String> {
+        if matches!(self.child.try_wait(), Ok(Some(_))) {
+            let mut all = Vec::new();
+            // The channel closes when the reader thread reaches end of output.
+            while let Ok(line) = self.lines.recv_timeout(std::time::Duration::from_secs(5)) {
+                all.push(line);
+            }
+            return all;
+        }
         self.lines.try_iter().collect()
     }
 

@@ -1,0 +1,415 @@
+//! One content's life in the loop, searching → opening → active (seeding
+//! once whole), and its timers as a sans-IO schedule: the loop passes `now`
+//! and the facts, the schedule says what is due.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use libp2p::PeerId;
+use protocol::transfer::Transfer;
+use protocol::Manifest;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::client::{GetEvent, Outcome};
+use crate::storage::Storage;
+
+/// First wait between peer searches (DHT lookup plus peer exchange) of an active swarm.
+pub const MIN_SEARCH_INTERVAL: Duration = Duration::from_secs(1);
+/// Longest wait between peer searches while we still want more peers.
+pub const MAX_SEARCH_INTERVAL: Duration = Duration::from_secs(30);
+/// A DHT lookup is started at most this often while one may still run.
+const SEARCH_SPACING: Duration = Duration::from_secs(2);
+/// Re-announce this soon if no peer confirmed storing our provider record.
+const ANNOUNCE_CHECK: Duration = Duration::from_secs(5);
+/// Retry this soon after an announce that no peer stored.
+const ANNOUNCE_RETRY: Duration = Duration::from_secs(2);
+/// Most download waiters per content (one per `get` of the same ID).
+pub const MAX_WAITERS: usize = 64;
+
+/// Where a content is in its life.
+pub enum Phase {
+    /// Looking for providers and a manifest.
+    Searching {
+        out_dir: PathBuf,
+        asked: HashSet<PeerId>,
+        /// A received manifest is being checked; others wait (their askers are asked again).
+        checking: bool,
+    },
+    /// The manifest arrived; storage is being opened (and re-checked).
+    Opening { manifest: Manifest },
+    /// Exchanging chunks.
+    Active(Box<Active>),
+}
+
+/// A content whose chunks we exchange.
+pub struct Active {
+    /// The swarm's state machine.
+    pub transfer: Transfer<PeerId>,
+    /// Its files.
+    pub storage: Arc<RwLock<Storage>>,
+    /// `Answer::Manifest` with the exact bytes behind the ID, encoded once.
+    pub manifest_answer: Arc<[u8]>,
+    /// Chunks were stored since the last resume save.
+    pub dirty: bool,
+    /// A resume save is running.
+    pub saving: bool,
+    /// Every chunk is stored and finishing has started.
+    pub finished: bool,
+}
+
+/// Everything the loop keeps for one content ID.
+pub struct Content {
+    /// Where it is in its life.
+    pub phase: Phase,
+    /// Progress for whoever started the download.
+    pub events: Option<mpsc::Sender<GetEvent>>,
+    /// Whoever waits for this download's end; told exactly once.
+    pub waiters: Vec<oneshot::Sender<Outcome>>,
+    /// Peers known to provide it.
+    pub providers: HashSet<PeerId>,
+    /// Its timers.
+    pub schedule: Schedule,
+}
+
+impl Content {
+    /// Tells every waiter how the download ended (exactly once each).
+    pub fn end(&mut self, outcome: Outcome) {
+        for w in self.waiters.drain(..) {
+            let _ = w.send(outcome.clone());
+        }
+    }
+
+    /// The active state, if any.
+    pub fn active_mut(&mut self) -> Option<&mut Active> {
+        match &mut self.phase {
+            Phase::Active(a) => Some(a),
+            _ => None,
+        }
+    }
+}
+
+/// Settings the schedule needs.
+#[derive(Clone, Debug)]
+pub struct Timing {
+    /// Give up a search after this long.
+    pub find_timeout: Duration,
+    /// Save resume state at most this often.
+    pub save_interval: Duration,
+    /// Stop looking for peers at this many.
+    pub wanted_peers: usize,
+}
+
+/// What an active content looks like this tick.
+#[derive(Clone, Copy, Debug)]
+pub struct ActiveFacts {
+    /// Peers in its swarm.
+    pub peers: usize,
+    /// Unsaved progress.
+    pub dirty: bool,
+    /// A save is running.
+    pub saving: bool,
+    /// Complete and finishing.
+    pub finished: bool,
+}
+
+/// What a content's timers ask of the loop.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Due {
+    /// Announce ourselves as a provider (again).
+    Announce,
+    /// The search failed; end the download with this reason.
+    GiveUp(String),
+    /// Ask the known providers for the manifest.
+    AskProviders,
+    /// Start a DHT provider lookup.
+    Search,
+    /// Ask one neighbour for more swarm members.
+    PeerExchange,
+    /// Save resume state.
+    Save,
+}
+
+/// A content's timers.
+#[derive(Clone, Debug)]
+pub struct Schedule {
+    search_deadline: Option<Instant>,
+    next_search: Instant,
+    search_interval: Duration,
+    query_running: bool,
+    announced: bool,
+    next_announce: Option<Instant>,
+    last_save: Instant,
+}
+
+impl Schedule {
+    /// A download that starts searching now.
+    pub fn searching(now: Instant, find_timeout: Duration) -> Self {
+        Self {
+            search_deadline: Some(now + find_timeout),
+            next_search: now,
+            search_interval: MIN_SEARCH_INTERVAL,
+            query_running: false,
+            announced: false,
+            next_announce: None,
+            last_save: now,
+        }
+    }
+
+    /// A content that becomes active now.
+    pub fn active(now: Instant) -> Self {
+        Self {
+            search_deadline: None,
+            next_search: now + MIN_SEARCH_INTERVAL,
+            ..Self::searching(now, Duration::ZERO)
+        }
+    }
+
+    /// Whether we announced (or are announcing) ourselves as a provider.
+    pub fn announced(&self) -> bool {
+        self.announced
+    }
+
+    /// An announce started now.
+    pub fn on_announce(&mut self, now: Instant) {
+        self.announced = true;
+        self.next_announce = Some(now + ANNOUNCE_CHECK);
+    }
+
+    /// The announce ended: stored by `stored` peers.
+    pub fn on_announced(&mut self, now: Instant, stored: u32) {
+        self.next_announce = (stored == 0).then_some(now + ANNOUNCE_RETRY);
+    }
+
+    /// Starts a DHT lookup now unless one runs; false if one runs.
+    pub fn on_search(&mut self, now: Instant) -> bool {
+        if self.query_running {
+            return false;
+        }
+        self.query_running = true;
+        self.next_search = now + SEARCH_SPACING;
+        true
+    }
+
+    /// The DHT lookup ended.
+    pub fn on_search_done(&mut self) {
+        self.query_running = false;
+    }
+
+    /// A resume save started now.
+    pub fn on_save(&mut self, now: Instant) {
+        self.last_save = now;
+    }
+
+    /// What is due for a searching content that knows `providers` providers
+    /// and has asked nobody for the manifest if `none_asked`.
+    pub fn searching_due(
+        &mut self,
+        now: Instant,
+        t: &Timing,
+        providers: usize,
+        none_asked: bool,
+    ) -> Vec<Due> {
+        if self.search_deadline.is_some_and(|d| d <= now) {
+            let why = if providers == 0 {
+                format!(
+                    "no providers found within {:?}; check the ID and that a seeder is running and bootstrapped",
+                    t.find_timeout
+                )
+            } else {
+                format!(
+                    "found {providers} provider(s) but none sent its manifest within {:?}",
+                    t.find_timeout
+                )
+            };
+            return vec![Due::GiveUp(why)];
+        }
+        let mut due = Vec::new();
+        // Asks that failed are retried from the providers we know, without
+        // waiting for the DHT query (which may run on for its full timeout).
+        if none_asked && providers > 0 {
+            due.push(Due::AskProviders);
+        }
+        if self.next_search <= now && !self.query_running {
+            due.push(Due::Search);
+        }
+        due
+    }
+
+    /// What is due for an active content.
+    pub fn active_due(&mut self, now: Instant, t: &Timing, f: ActiveFacts) -> Vec<Due> {
+        // Retry announcing until some peer stores our record.
+        if self.next_announce.is_some_and(|at| at <= now) {
+            return vec![Due::Announce];
+        }
+        let mut due = Vec::new();
+        let save_due = now.saturating_duration_since(self.last_save) >= t.save_interval;
+        if f.dirty && !f.saving && !f.finished && save_due {
+            due.push(Due::Save);
+        }
+        if f.peers < t.wanted_peers && self.next_search <= now {
+            self.next_search = now + self.search_interval;
+            self.search_interval = (self.search_interval * 2).min(MAX_SEARCH_INTERVAL);
+            if f.peers > 0 {
+                due.push(Due::PeerExchange);
+            }
+            if !self.query_running {
+                due.push(Due::Search);
+            }
+        }
+        due
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SEC: Duration = Duration::from_secs(1);
+
+    fn timing() -> Timing {
+        Timing {
+            find_timeout: 60 * SEC,
+            save_interval: SEC,
+            wanted_peers: 40,
+        }
+    }
+
+    fn facts(peers: usize) -> ActiveFacts {
+        ActiveFacts {
+            peers,
+            dirty: false,
+            saving: false,
+            finished: false,
+        }
+    }
+
+    #[test]
+    fn a_search_looks_up_asks_providers_and_gives_up_at_its_deadline() {
+        let t0 = Instant::now();
+        let t = timing();
+        let mut s = Schedule::searching(t0, t.find_timeout);
+        assert_eq!(s.searching_due(t0, &t, 0, true), vec![Due::Search]);
+        assert!(s.on_search(t0));
+        assert!(!s.on_search(t0), "one lookup at a time");
+        assert_eq!(s.searching_due(t0 + SEC, &t, 0, true), vec![]);
+        assert_eq!(
+            s.searching_due(t0 + SEC, &t, 3, true),
+            vec![Due::AskProviders],
+            "known providers are asked without waiting for the lookup"
+        );
+        assert_eq!(s.searching_due(t0 + SEC, &t, 3, false), vec![]);
+        s.on_search_done();
+        assert_eq!(
+            s.searching_due(t0 + 3 * SEC, &t, 3, false),
+            vec![Due::Search]
+        );
+        match s
+            .searching_due(t0 + t.find_timeout, &t, 3, false)
+            .as_slice()
+        {
+            [Due::GiveUp(why)] => assert!(why.contains("3 provider(s)"), "{why}"),
+            other => panic!("expected give-up, got {other:?}"),
+        }
+        let mut lonely = Schedule::searching(t0, t.find_timeout);
+        match lonely
+            .searching_due(t0 + t.find_timeout, &t, 0, true)
+            .as_slice()
+        {
+            [Due::GiveUp(why)] => assert!(why.contains("no providers"), "{why}"),
+            other => panic!("expected give-up, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_active_swarm_searches_for_peers_with_a_doubling_interval() {
+        let t0 = Instant::now();
+        let t = timing();
+        let mut s = Schedule::active(t0);
+        assert_eq!(
+            s.active_due(t0, &t, facts(0)),
+            vec![],
+            "not before the first interval"
+        );
+        let mut at = t0 + MIN_SEARCH_INTERVAL;
+        let mut gaps = Vec::new();
+        let mut last: Option<Instant> = None;
+        while at < t0 + 200 * SEC {
+            let due = s.active_due(at, &t, facts(2));
+            if !due.is_empty() {
+                assert_eq!(due, vec![Due::PeerExchange, Due::Search]);
+                if let Some(l) = last {
+                    gaps.push((at - l).as_secs());
+                }
+                last = Some(at);
+            }
+            at += SEC;
+        }
+        assert_eq!(&gaps[..6], &[1, 2, 4, 8, 16, 30]);
+        assert!(gaps[6..].iter().all(|&g| g == 30), "{gaps:?}");
+        let mut full = Schedule::active(t0);
+        assert_eq!(
+            full.active_due(t0 + 5 * SEC, &t, facts(40)),
+            vec![],
+            "enough peers"
+        );
+    }
+
+    #[test]
+    fn an_unstored_announce_is_retried_and_a_stored_one_is_not() {
+        let t0 = Instant::now();
+        let t = timing();
+        let mut s = Schedule::active(t0);
+        s.on_announce(t0);
+        assert!(s.announced());
+        assert_eq!(
+            s.active_due(t0 + 5 * SEC, &t, facts(40)),
+            vec![Due::Announce],
+            "no answer yet"
+        );
+        s.on_announce(t0 + 5 * SEC);
+        s.on_announced(t0 + 6 * SEC, 0);
+        assert_eq!(
+            s.active_due(t0 + 8 * SEC, &t, facts(40)),
+            vec![Due::Announce]
+        );
+        s.on_announce(t0 + 8 * SEC);
+        s.on_announced(t0 + 9 * SEC, 3);
+        assert_eq!(s.active_due(t0 + 100 * SEC, &t, facts(40)), vec![]);
+    }
+
+    #[test]
+    fn progress_is_saved_when_dirty_at_most_once_per_interval() {
+        let t0 = Instant::now();
+        let t = timing();
+        let mut s = Schedule::active(t0);
+        let dirty = ActiveFacts {
+            dirty: true,
+            ..facts(40)
+        };
+        assert_eq!(s.active_due(t0 + SEC / 2, &t, dirty), vec![]);
+        assert_eq!(s.active_due(t0 + SEC, &t, dirty), vec![Due::Save]);
+        s.on_save(t0 + SEC);
+        assert_eq!(s.active_due(t0 + SEC + SEC / 2, &t, dirty), vec![]);
+        let saving = ActiveFacts {
+            saving: true,
+            ..dirty
+        };
+        assert_eq!(
+            s.active_due(t0 + 3 * SEC, &t, saving),
+            vec![],
+            "one save at a time"
+        );
+        let finished = ActiveFacts {
+            finished: true,
+            ..dirty
+        };
+        assert_eq!(
+            s.active_due(t0 + 3 * SEC, &t, finished),
+            vec![],
+            "nothing to resume"
+        );
+        assert_eq!(s.active_due(t0 + 3 * SEC, &t, facts(40)), vec![], "clean");
+    }
+}

@@ -1,0 +1,484 @@
+//! The tasks behind session streams: one writer per peer we talk to (it
+//! opens our stream to that peer), one reader per stream a peer opened to us.
+//!
+//! The event loop never waits on a peer: it hands messages to a writer's
+//! bounded queue (`try_send`; a full queue means the peer stopped reading)
+//! and receives everything through one bounded event channel, which is what
+//! pushes back on a peer that sends faster than we handle.
+
+use std::collections::HashMap;
+use std::io;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::prelude::*;
+use libp2p::{PeerId, Stream};
+use protocol::merkle::{hash_leaf, Hash};
+use protocol::wire::{Answer, Message};
+use tokio::sync::mpsc;
+
+use super::frames::{begin_frame, end_frame, read_frame, within, write_steadily};
+use super::{Counters, WireLimits, PROTOCOL};
+use crate::ratelimit::RateLimiter;
+
+/// Most messages queued for one peer's writer; a peer that lets it fill has stopped reading.
+pub const WRITER_QUEUE: usize = 512;
+/// Most streams one peer may have open to us at once (one per connection).
+pub const MAX_INBOUND_PER_PEER: usize = 2;
+/// Opening our stream to a peer must succeed within this long.
+const OPEN_TIMEOUT: Duration = Duration::from_secs(10);
+/// Small frames are gathered into one write up to this many bytes.
+const BATCH_BYTES: usize = 128 * 1024;
+
+/// Something to send to a peer.
+pub enum Outgoing {
+    /// A message to encode.
+    Message(Message),
+    /// An answer whose CBOR is encoded once and shared (a manifest).
+    Shared { rid: u32, answer: Arc<[u8]> },
+}
+
+/// A message for a writer, and the token to report once it is written.
+pub struct Queued {
+    /// What to send.
+    pub out: Outgoing,
+    /// Reported back as [`StreamEvent::Sent`] when written (uploads).
+    pub token: Option<u64>,
+}
+
+/// What the stream tasks tell the event loop.
+#[derive(Debug)]
+pub enum StreamEvent {
+    /// A message from `peer`, with the leaf hash of a chunk's data computed
+    /// on the reading task.
+    Received {
+        peer: PeerId,
+        msg: Message,
+        leaf: Option<Hash>,
+    },
+    /// The queued message with this token was written to `peer`.
+    Sent { peer: PeerId, token: u64 },
+    /// `peer` sent a frame no honest peer sends; its stream was dropped.
+    Broken { peer: PeerId, why: String },
+    /// Our stream to `peer` (writer generation `generation`) ended;
+    /// `stalled` if the peer stopped reading.
+    WriterClosed {
+        peer: PeerId,
+        generation: u64,
+        stalled: bool,
+        why: String,
+    },
+    /// A stream `peer` opened to us ended.
+    ReaderClosed { peer: PeerId },
+}
+
+/// Why a message could not be queued.
+#[derive(Debug, PartialEq, Eq)]
+pub enum SendError {
+    /// The peer's queue is full: it is not reading.
+    Full,
+}
+
+/// What every stream task shares.
+pub struct Shared {
+    /// Frame caps.
+    pub limits: Arc<WireLimits>,
+    /// Byte counters.
+    pub counters: Arc<Counters>,
+    /// Upload rate cap (chunk data).
+    pub upload: Arc<RateLimiter>,
+    /// Download rate cap (chunk data).
+    pub download: Arc<RateLimiter>,
+    /// Streams each peer has open to us.
+    inbound: Mutex<HashMap<PeerId, usize>>,
+}
+
+impl Shared {
+    /// State shared by the stream tasks of one node.
+    pub fn new(
+        limits: Arc<WireLimits>,
+        counters: Arc<Counters>,
+        upload: Arc<RateLimiter>,
+        download: Arc<RateLimiter>,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            limits,
+            counters,
+            upload,
+            download,
+            inbound: Mutex::new(HashMap::new()),
+        })
+    }
+}
+
+struct Writer {
+    tx: mpsc::Sender<Queued>,
+    generation: u64,
+}
+
+/// The event loop's handle on all session streams.
+pub struct Streams {
+    control: libp2p_stream::Control,
+    shared: Arc<Shared>,
+    events: mpsc::Sender<StreamEvent>,
+    writers: HashMap<PeerId, Writer>,
+    generation: u64,
+}
+
+impl Streams {
+    /// Starts accepting peers' session streams; events go to `events`.
+    pub fn start(
+        mut control: libp2p_stream::Control,
+        shared: Arc<Shared>,
+        events: mpsc::Sender<StreamEvent>,
+    ) -> anyhow::Result<Self> {
+        let incoming = control
+            .accept(PROTOCOL)
+            .map_err(|e| anyhow::anyhow!("cannot accept {PROTOCOL} streams: {e}"))?;
+        tokio::spawn(accept_loop(incoming, shared.clone(), events.clone()));
+        Ok(Self {
+            control,
+            shared,
+            events,
+            writers: HashMap::new(),
+            generation: 0,
+        })
+    }
+
+    /// Queues `q` for `peer`, opening our stream to it if needed.
+    pub fn send(&mut self, peer: PeerId, q: Queued) -> Result<(), SendError> {
+        let q = match self.writers.get(&peer) {
+            Some(w) => match w.tx.try_send(q) {
+                Ok(()) => return Ok(()),
+                Err(mpsc::error::TrySendError::Full(_)) => return Err(SendError::Full),
+                // The writer ended; its close event may still be on its way. Start a new one.
+                Err(mpsc::error::TrySendError::Closed(q)) => q,
+            },
+            None => q,
+        };
+        self.generation += 1;
+        let (tx, rx) = mpsc::channel(WRITER_QUEUE);
+        // A fresh queue has room.
+        let _ = tx.try_send(q);
+        tokio::spawn(writer(
+            self.control.clone(),
+            peer,
+            self.generation,
+            rx,
+            self.shared.clone(),
+            self.events.clone(),
+        ));
+        self.writers.insert(
+            peer,
+            Writer {
+                tx,
+                generation: self.generation,
+            },
+        );
+        Ok(())
+    }
+
+    /// Closes our stream to `peer` once what is queued is written.
+    pub fn close(&mut self, peer: &PeerId) {
+        self.writers.remove(peer);
+    }
+
+    /// A writer ended: true if it was `peer`'s current one (now forgotten).
+    pub fn writer_closed(&mut self, peer: &PeerId, generation: u64) -> bool {
+        if self
+            .writers
+            .get(peer)
+            .is_some_and(|w| w.generation == generation)
+        {
+            self.writers.remove(peer);
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Whether we have a stream (open or opening) to `peer`.
+    pub fn has_writer(&self, peer: &PeerId) -> bool {
+        self.writers.contains_key(peer)
+    }
+}
+
+async fn accept_loop(
+    mut incoming: libp2p_stream::IncomingStreams,
+    shared: Arc<Shared>,
+    events: mpsc::Sender<StreamEvent>,
+) {
+    while let Some((peer, stream)) = incoming.next().await {
+        let admitted = match shared.inbound.lock() {
+            Ok(mut m) => {
+                let n = m.entry(peer).or_default();
+                if *n < MAX_INBOUND_PER_PEER {
+                    *n += 1;
+                    true
+                } else {
+                    false
+                }
+            }
+            Err(_) => false,
+        };
+        if !admitted {
+            tracing::debug!(%peer, "refusing another session stream from a peer");
+            continue; // dropping it resets the stream
+        }
+        tokio::spawn(reader(peer, stream, shared.clone(), events.clone()));
+    }
+}
+
+/// Reads `peer`'s messages until its stream ends or breaks.
+async fn reader(
+    peer: PeerId,
+    mut stream: Stream,
+    shared: Arc<Shared>,
+    events: mpsc::Sender<StreamEvent>,
+) {
+    let stall = shared.limits.stall_timeout;
+    let end = loop {
+        let max = shared.limits.max_frame_from(&peer);
+        let body = match read_frame(&mut stream, max, stall).await {
+            Ok(Some(body)) => body,
+            Ok(None) => break StreamEvent::ReaderClosed { peer },
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::InvalidData | io::ErrorKind::TimedOut
+                ) =>
+            {
+                break StreamEvent::Broken {
+                    peer,
+                    why: e.to_string(),
+                }
+            }
+            Err(_) => break StreamEvent::ReaderClosed { peer },
+        };
+        let msg = match Message::decode(&body, max) {
+            Ok(msg) => msg,
+            Err(e) => {
+                break StreamEvent::Broken {
+                    peer,
+                    why: e.to_string(),
+                }
+            }
+        };
+        shared.counters.received.count(body.len(), &msg);
+        drop(body);
+        let leaf = match &msg {
+            Message::Answer {
+                answer: Answer::Chunk { data, .. },
+                ..
+            } => {
+                // Pace downloads after the fact: the next read waits for this one's tokens.
+                shared.download.acquire(data.len()).await;
+                shared
+                    .counters
+                    .downloaded
+                    .fetch_add(data.len() as u64, Ordering::Relaxed);
+                Some(hash_leaf(data))
+            }
+            _ => None,
+        };
+        if events
+            .send(StreamEvent::Received { peer, msg, leaf })
+            .await
+            .is_err()
+        {
+            break StreamEvent::ReaderClosed { peer };
+        }
+    };
+    if let Ok(mut m) = shared.inbound.lock() {
+        if let Some(n) = m.get_mut(&peer) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                m.remove(&peer);
+            }
+        }
+    }
+    let _ = events.send(end).await;
+}
+
+/// Opens our stream to `peer` and writes what is queued for it, gathering
+/// small messages into one write, until the queue's sender is dropped.
+async fn writer(
+    mut control: libp2p_stream::Control,
+    peer: PeerId,
+    generation: u64,
+    mut rx: mpsc::Receiver<Queued>,
+    shared: Arc<Shared>,
+    events: mpsc::Sender<StreamEvent>,
+) {
+    let closed = |stalled: bool, why: String| StreamEvent::WriterClosed {
+        peer,
+        generation,
+        stalled,
+        why,
+    };
+    let mut stream =
+        match tokio::time::timeout(OPEN_TIMEOUT, control.open_stream(peer, PROTOCOL)).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => {
+                let _ = events.send(closed(false, e.to_string())).await;
+                return;
+            }
+            Err(_) => {
+                let _ = events
+                    .send(closed(false, "opening the stream timed out".into()))
+                    .await;
+                return;
+            }
+        };
+    drop(control);
+    let stall = shared.limits.stall_timeout;
+    let mut buf = Vec::with_capacity(BATCH_BYTES);
+    let mut tokens = Vec::new();
+    let end = loop {
+        let Some(first) = rx.recv().await else {
+            let _ = within(stall, "closing", stream.close()).await;
+            return;
+        };
+        let mut next = Some(first);
+        while let Some(q) = next.take() {
+            if let Err(e) = encode_into(&mut buf, q, &shared, &mut tokens).await {
+                tracing::warn!(%peer, "cannot encode a message: {e}");
+            }
+            if buf.len() < BATCH_BYTES {
+                next = rx.try_recv().ok();
+            }
+        }
+        if let Err(e) = write_steadily(&mut stream, &buf, stall).await {
+            break closed(e.kind() == io::ErrorKind::TimedOut, e.to_string());
+        }
+        if let Err(e) = within(stall, "reading", stream.flush()).await {
+            break closed(e.kind() == io::ErrorKind::TimedOut, e.to_string());
+        }
+        buf.clear();
+        for token in tokens.drain(..) {
+            if events
+                .send(StreamEvent::Sent { peer, token })
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+    };
+    let _ = events.send(end).await;
+}
+
+/// Appends `q` as one frame to `buf`, noting its token; chunk data waits for
+/// the upload rate cap first.
+async fn encode_into(
+    buf: &mut Vec<u8>,
+    q: Queued,
+    shared: &Shared,
+    tokens: &mut Vec<u64>,
+) -> io::Result<()> {
+    let at = begin_frame(buf);
+    match q.out {
+        Outgoing::Message(msg) => {
+            if let Message::Answer {
+                answer: Answer::Chunk { data, .. },
+                ..
+            } = &msg
+            {
+                shared.upload.acquire(data.len()).await;
+                shared
+                    .counters
+                    .uploaded
+                    .fetch_add(data.len() as u64, Ordering::Relaxed);
+            }
+            let body_start = buf.len();
+            match cbor4ii::serde::to_vec(std::mem::take(buf), &msg) {
+                Ok(done) => *buf = done,
+                Err(e) => {
+                    // Encoding into memory does not fail; if it ever did, this batch would be lost.
+                    buf.truncate(at);
+                    return Err(io::Error::new(io::ErrorKind::InvalidInput, e.to_string()));
+                }
+            }
+            shared.counters.sent.count(buf.len() - body_start, &msg);
+        }
+        Outgoing::Shared { rid, answer } => {
+            let body_start = buf.len();
+            answer_prefix(buf, rid);
+            buf.extend_from_slice(&answer);
+            let len = buf.len() - body_start;
+            shared
+                .counters
+                .sent
+                .control
+                .fetch_add(len as u64, Ordering::Relaxed);
+            shared
+                .counters
+                .sent
+                .framing
+                .fetch_add(super::frames::PREFIX_LEN as u64, Ordering::Relaxed);
+        }
+    }
+    end_frame(buf, at)?;
+    if let Some(t) = q.token {
+        tokens.push(t);
+    }
+    Ok(())
+}
+
+/// The CBOR of `Message::Answer { rid, answer: <...> }` up to the answer
+/// itself: serde's externally tagged enum, a map of the variant's fields.
+fn answer_prefix(buf: &mut Vec<u8>, rid: u32) {
+    buf.push(0xa1); // map of 1: the variant
+    cbor_text(buf, "Answer");
+    buf.push(0xa2); // map of 2: its fields, in declaration order
+    cbor_text(buf, "rid");
+    cbor_uint(buf, rid);
+    cbor_text(buf, "answer");
+}
+
+fn cbor_text(buf: &mut Vec<u8>, s: &str) {
+    // Our field names are all shorter than 24 bytes.
+    buf.push(0x60 | s.len() as u8);
+    buf.extend_from_slice(s.as_bytes());
+}
+
+fn cbor_uint(buf: &mut Vec<u8>, n: u32) {
+    match n {
+        0..=23 => buf.push(n as u8),
+        24..=0xff => buf.extend_from_slice(&[0x18, n as u8]),
+        0x100..=0xffff => {
+            buf.push(0x19);
+            buf.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        _ => {
+            buf.push(0x1a);
+            buf.extend_from_slice(&n.to_be_bytes());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use protocol::wire::MAX_MESSAGE_BYTES;
+
+    #[test]
+    fn a_shared_answer_encodes_as_the_message_would() {
+        let answer = Answer::Manifest {
+            bytes: vec![1, 2, 3, 4],
+        };
+        let encoded = cbor4ii::serde::to_vec(Vec::new(), &answer).unwrap();
+        for rid in [0, 23, 24, 255, 256, 65_535, 65_536, u32::MAX] {
+            let mut buf = Vec::new();
+            answer_prefix(&mut buf, rid);
+            buf.extend_from_slice(&encoded);
+            let want = Message::Answer {
+                rid,
+                answer: answer.clone(),
+            };
+            assert_eq!(buf, want.encode(), "rid {rid}");
+            assert_eq!(Message::decode(&buf, MAX_MESSAGE_BYTES), Ok(want));
+        }
+    }
+}
