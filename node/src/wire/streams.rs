@@ -2,7 +2,7 @@
 //! opens our stream to that peer), one reader per stream a peer opened to us.
 //!
 //! The event loop never waits on a peer: it hands messages to a writer's
-//! bounded queue (`try_send`; a full queue means the peer stopped reading)
+//! bounded queues (`try_send`; a full queue means the peer stopped reading)
 //! and receives everything through one bounded event channel, which is what
 //! pushes back on a peer that sends faster than we handle.
 
@@ -22,8 +22,12 @@ use super::frames::{begin_frame, end_frame, read_frame, within, write_steadily};
 use super::{Counters, WireLimits, PROTOCOL};
 use crate::ratelimit::RateLimiter;
 
-/// Most messages queued for one peer's writer; a peer that lets it fill has stopped reading.
-pub const WRITER_QUEUE: usize = 512;
+/// Most control messages queued for one peer's writer; a peer that lets it
+/// fill has stopped reading.
+pub const CONTROL_QUEUE: usize = 512;
+/// Most bulk messages (chunks, manifests) queued for one peer's writer; the
+/// upload budget keeps far fewer in flight.
+pub const BULK_QUEUE: usize = 256;
 /// Most streams one peer may have open to us at once (one per connection).
 pub const MAX_INBOUND_PER_PEER: usize = 2;
 /// Opening our stream to a peer must succeed within this long.
@@ -113,8 +117,26 @@ impl Shared {
 }
 
 struct Writer {
-    tx: mpsc::Sender<Queued>,
+    /// Haves, asks and short answers: written before any waiting bulk.
+    control: mpsc::Sender<Queued>,
+    /// Chunk and manifest answers.
+    bulk: mpsc::Sender<Queued>,
     generation: u64,
+}
+
+impl Queued {
+    /// Chunks and manifests are bulk: control messages overtake them, so an
+    /// ask or a have never waits behind megabytes of queued answers.
+    fn is_bulk(&self) -> bool {
+        matches!(
+            &self.out,
+            Outgoing::Shared { .. }
+                | Outgoing::Message(Message::Answer {
+                    answer: Answer::Chunk { .. },
+                    ..
+                })
+        )
+    }
 }
 
 /// The event loop's handle on all session streams.
@@ -149,30 +171,42 @@ impl Streams {
     /// Queues `q` for `peer`, opening our stream to it if needed.
     pub fn send(&mut self, peer: PeerId, q: Queued) -> Result<(), SendError> {
         let q = match self.writers.get(&peer) {
-            Some(w) => match w.tx.try_send(q) {
-                Ok(()) => return Ok(()),
-                Err(mpsc::error::TrySendError::Full(_)) => return Err(SendError::Full),
-                // The writer ended; its close event may still be on its way. Start a new one.
-                Err(mpsc::error::TrySendError::Closed(q)) => q,
-            },
+            Some(w) => {
+                let queue = if q.is_bulk() { &w.bulk } else { &w.control };
+                match queue.try_send(q) {
+                    Ok(()) => return Ok(()),
+                    Err(mpsc::error::TrySendError::Full(_)) => return Err(SendError::Full),
+                    // The writer ended; its close event may still be on its way. Start a new one.
+                    Err(mpsc::error::TrySendError::Closed(q)) => q,
+                }
+            }
             None => q,
         };
         self.generation += 1;
-        let (tx, rx) = mpsc::channel(WRITER_QUEUE);
+        let (control, control_rx) = mpsc::channel(CONTROL_QUEUE);
+        let (bulk, bulk_rx) = mpsc::channel(BULK_QUEUE);
         // A fresh queue has room.
-        let _ = tx.try_send(q);
+        let _ = if q.is_bulk() {
+            bulk.try_send(q)
+        } else {
+            control.try_send(q)
+        };
         tokio::spawn(writer(
             self.control.clone(),
             peer,
             self.generation,
-            rx,
+            Queues {
+                control: control_rx,
+                bulk: bulk_rx,
+            },
             self.shared.clone(),
             self.events.clone(),
         ));
         self.writers.insert(
             peer,
             Writer {
-                tx,
+                control,
+                bulk,
                 generation: self.generation,
             },
         );
@@ -301,13 +335,39 @@ async fn reader(
     let _ = events.send(end).await;
 }
 
+/// A writer's two queues.
+struct Queues {
+    control: mpsc::Receiver<Queued>,
+    bulk: mpsc::Receiver<Queued>,
+}
+
+impl Queues {
+    /// The next message, control first; `None` once both senders are gone.
+    async fn next(&mut self) -> Option<Queued> {
+        tokio::select! {
+            biased;
+            Some(q) = self.control.recv() => Some(q),
+            Some(q) = self.bulk.recv() => Some(q),
+            else => None,
+        }
+    }
+
+    /// A message ready now, control first.
+    fn ready(&mut self) -> Option<Queued> {
+        self.control
+            .try_recv()
+            .or_else(|_| self.bulk.try_recv())
+            .ok()
+    }
+}
+
 /// Opens our stream to `peer` and writes what is queued for it, gathering
-/// small messages into one write, until the queue's sender is dropped.
+/// small messages into one write, until the queues' senders are dropped.
 async fn writer(
     mut control: libp2p_stream::Control,
     peer: PeerId,
     generation: u64,
-    mut rx: mpsc::Receiver<Queued>,
+    mut queues: Queues,
     shared: Arc<Shared>,
     events: mpsc::Sender<StreamEvent>,
 ) {
@@ -336,7 +396,7 @@ async fn writer(
     let mut buf = Vec::with_capacity(BATCH_BYTES);
     let mut tokens = Vec::new();
     let end = loop {
-        let Some(first) = rx.recv().await else {
+        let Some(first) = queues.next().await else {
             let _ = within(stall, "closing", stream.close()).await;
             return;
         };
@@ -346,7 +406,7 @@ async fn writer(
                 tracing::warn!(%peer, "cannot encode a message: {e}");
             }
             if buf.len() < BATCH_BYTES {
-                next = rx.try_recv().ok();
+                next = queues.ready();
             }
         }
         if let Err(e) = write_steadily(&mut stream, &buf, stall).await {
