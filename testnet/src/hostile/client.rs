@@ -28,6 +28,10 @@ const ASK_TIMEOUT: Duration = Duration::from_secs(30);
 /// Pause after a failed or cut stream, so a victim that refuses us does not
 /// make the attacker spin.
 const RETRY_PAUSE: Duration = Duration::from_millis(50);
+/// Longest pause between attempts while the victim keeps refusing us (it
+/// blocked us): every attempt is a dial and a handshake, and a flood of
+/// those is another attack than the one asked for.
+const MAX_RETRY_PAUSE: Duration = Duration::from_secs(2);
 /// How long a garbage stream waits for the victim to cut it off.
 const GARBAGE_WAIT: Duration = Duration::from_secs(2);
 /// The victim's session streams to us kept at once; libp2p refuses more.
@@ -72,12 +76,16 @@ impl Ctx {
         }
     }
 
-    /// A new session stream to the victim, or None after a short pause.
-    async fn open(&self) -> Option<Stream> {
+    /// A new session stream to the victim, or None after a pause that
+    /// grows while the victim keeps refusing.
+    async fn open(&self, backoff: &mut Backoff) -> Option<Stream> {
         match session::open(&self.control, self.victim, &self.counters).await {
-            Ok(s) => Some(s),
+            Ok(s) => {
+                backoff.reset();
+                Some(s)
+            }
             Err(_) => {
-                tokio::time::sleep(RETRY_PAUSE).await;
+                backoff.wait().await;
                 None
             }
         }
@@ -101,6 +109,24 @@ impl Ctx {
                 choking: false,
             },
         }
+    }
+}
+
+/// Pauses between failed attempts: [`RETRY_PAUSE`], doubling up to [`MAX_RETRY_PAUSE`].
+#[derive(Default)]
+struct Backoff {
+    failures: u32,
+}
+
+impl Backoff {
+    async fn wait(&mut self) {
+        let pause = RETRY_PAUSE.saturating_mul(1 << self.failures.min(6));
+        self.failures = self.failures.saturating_add(1);
+        tokio::time::sleep(pause.min(MAX_RETRY_PAUSE)).await;
+    }
+
+    fn reset(&mut self) {
+        self.failures = 0;
     }
 }
 
@@ -195,8 +221,9 @@ async fn drain_inbound(incoming: libp2p_stream::IncomingStreams, counters: Arc<C
 /// asks made by `ask`, never reading an answer; the session is held until
 /// the victim cuts it or `hold` passes.
 async fn ask_and_hold(c: Ctx, width: usize, hello: Option<Message>, ask: fn(&Ctx) -> Ask) {
+    let mut backoff = Backoff::default();
     loop {
-        let Some(mut s) = c.open().await else {
+        let Some(mut s) = c.open(&mut backoff).await else {
             continue;
         };
         let mut wrote = match &hello {
@@ -235,8 +262,9 @@ pub fn stall_size(chunks: u32, chunk_size: u32) -> usize {
 /// and holds the stream until the victim cuts it or `hold` passes.
 async fn request_stall(c: Ctx, size: usize) {
     let filler = vec![0u8; 64 * 1024];
+    let mut backoff = Backoff::default();
     loop {
-        let Some(mut s) = c.open().await else {
+        let Some(mut s) = c.open(&mut backoff).await else {
             continue;
         };
         let mut sent = s.write_all(&(size as u32).to_be_bytes()).await;
@@ -271,10 +299,11 @@ async fn request_stall(c: Ctx, size: usize) {
 async fn garbage(c: Ctx, seed: u64) {
     let mut rng = SplitMix64::new(seed.wrapping_mul(0x9e37_79b9) ^ 0x6a09_e667);
     let mut round = seed as usize;
+    let mut backoff = Backoff::default();
     loop {
         let bad = bad_frame(round, c.id, &mut rng);
         round = round.wrapping_add(1);
-        let Some(mut s) = c.open().await else {
+        let Some(mut s) = c.open(&mut backoff).await else {
             continue;
         };
         let mut wrote = s.write_all(&bad.bytes).await;
@@ -442,15 +471,18 @@ pub fn bad_frame(round: usize, id: ContentId, rng: &mut SplitMix64) -> Bad {
 /// A greedy leecher that looks honest: asks for the next chunk as soon as an
 /// answer arrives, and reads every answer at full speed.
 async fn chunk_flood(asker: Arc<Asker>, c: Ctx) {
+    let mut backoff = Backoff::default();
     loop {
         let ask = Ask::Chunk {
             id: c.id,
             index: c.next_index(),
         };
         match asker.ask(ask, ASK_TIMEOUT).await {
-            Ok(a) if !is_refusal(&a) => {}
-            // Choked, don't have, or cut off: do not spin on it.
-            _ => tokio::time::sleep(RETRY_PAUSE).await,
+            Ok(a) if !is_refusal(&a) => backoff.reset(),
+            // Choked or don't have: do not spin on it.
+            Ok(_) => tokio::time::sleep(RETRY_PAUSE).await,
+            // Cut off or refused: the victim may have blocked us.
+            Err(_) => backoff.wait().await,
         }
     }
 }
