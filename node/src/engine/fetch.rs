@@ -175,6 +175,8 @@ impl Engine {
             }
             Message::Unknown { id } => {
                 self.sessions.heard_from(now, peer);
+                // If it joins again, it hears our holdings whole.
+                self.sessions.forget_told(&peer, &id);
                 if let Some(c) = self.contents.get_mut(&id) {
                     c.providers.remove(&peer);
                     if let Some(a) = c.active_mut() {
@@ -203,14 +205,16 @@ impl Engine {
         };
         let a = match &mut c.phase {
             Phase::Active(a) => a,
-            Phase::Searching { .. } => {
-                // A member of the swarm: it may have the manifest.
+            phase => {
+                // Not exchanging yet: the peer drops us until we probe it once active
+                // (then both sides start over with whole haves).
+                let searching = matches!(phase, Phase::Searching { .. });
                 self.sessions.heard_from(now, peer);
-                self.add_swarm_peer(id, peer);
-                return;
-            }
-            Phase::Opening { .. } => {
-                self.sessions.heard_from(now, peer);
+                self.send(peer, Outgoing::Message(Message::Unknown { id }), None);
+                if searching {
+                    // A member of the swarm: it may have the manifest.
+                    self.add_swarm_peer(id, peer);
+                }
                 return;
             }
         };
@@ -228,7 +232,9 @@ impl Engine {
                 return;
             }
             Err(HaveError::NoBase) => {
-                self.strike(peer, "sent a have diff with no have before it");
+                // We missed its whole have (we were not exchanging yet): make it start over.
+                tracing::debug!(%peer, %id, "have diff without a base; asking for a restart");
+                self.send(peer, Outgoing::Message(Message::Unknown { id }), None);
                 return;
             }
         }

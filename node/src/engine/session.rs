@@ -299,6 +299,13 @@ impl<P: Copy + Eq + Hash> Sessions<P> {
         }
     }
 
+    /// `peer` dropped us from swarm `id`: the next have we send it is whole.
+    pub fn forget_told(&mut self, peer: &P, id: &ContentId) {
+        if let Some(s) = self.peers.get_mut(peer) {
+            s.told.remove(id);
+        }
+    }
+
     /// Forgets what was said about `id` (we stopped serving it).
     pub fn forget_content(&mut self, id: &ContentId) {
         for s in self.peers.values_mut() {
@@ -452,6 +459,11 @@ mod tests {
         );
         s.reader_ended(&1);
         assert_eq!(s.read_have(t0, 1u8, 10, &diff), Err(HaveError::NoBase));
+        // A peer that dropped us from the swarm hears the whole set next time.
+        s.have_message(t0, 1u8, id(), 10, &info(&held));
+        s.forget_told(&1, &id());
+        let fresh = s.have_message(t0, 1u8, id(), 10, &info(&held));
+        assert!(matches!(fresh, Message::Have { .. }));
     }
 
     #[test]
