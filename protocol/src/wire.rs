@@ -10,9 +10,6 @@
 //! Every byte payload is a CBOR byte string (`serde_bytes`), every message has
 //! a size cap checked before decoding, and decoded values are checked against
 //! per-kind limits, so a peer cannot make us allocate what it merely claims.
-//!
-//! The version 1 request-response messages ([`Request`], [`Response`]) remain
-//! below only until the adversarial test peer speaks version 2.
 
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
@@ -25,12 +22,8 @@ use crate::merkle::{HASH_LEN, MAX_DEPTH};
 
 /// Protocol name of the session stream.
 pub const PROTOCOL_NAME: &str = "/kadswarm/session/2";
-/// Protocol name of the retired version 1 request-response protocol.
-pub const V1_PROTOCOL_NAME: &str = "/kadswarm/chunks/1";
 /// Largest bitfield on the wire (8 Mi chunks, 2 TiB at 256 KiB chunks).
 pub const MAX_BITFIELD_BYTES: usize = 1024 * 1024;
-/// Largest encoded version 1 request.
-pub const MAX_REQUEST_BYTES: usize = MAX_BITFIELD_BYTES + 1024;
 /// Largest encoded answer (a manifest, or a chunk with its proof).
 pub const MAX_RESPONSE_BYTES: usize = MAX_MANIFEST_BYTES + 64 * 1024;
 /// Largest session frame of any kind.
@@ -185,47 +178,6 @@ fn check_peers(peers: &[PeerRecord]) -> Result<(), WireError> {
     Ok(())
 }
 
-/// A version 1 request (retired; see the module doc).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Request {
-    /// Send me the manifest of `id`.
-    Manifest { id: ContentId },
-    /// Here is what I have of `id`; tell me what you have.
-    Have { id: ContentId, info: HaveInfo },
-    /// Send me chunk `index` of `id` with its proof.
-    Chunk { id: ContentId, index: u32 },
-    /// Which other peers of `id` do you know?
-    Peers { id: ContentId },
-}
-
-/// A version 1 answer (retired; see the module doc).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Response {
-    /// The manifest's canonical bytes (the asker hashes them to check the ID).
-    Manifest {
-        #[serde(with = "serde_bytes")]
-        bytes: Vec<u8>,
-    },
-    /// The responder's holdings and its stance towards the asker.
-    Have(HaveInfo),
-    /// A chunk and the Merkle proof that it belongs to the content.
-    Chunk {
-        index: u32,
-        #[serde(with = "serde_bytes")]
-        data: Vec<u8>,
-        #[serde(with = "serde_bytes")]
-        proof: Vec<u8>,
-    },
-    /// The responder is choking the asker; ask again once unchoked.
-    Choked,
-    /// The responder does not hold that chunk.
-    DontHave,
-    /// Other members of the swarm.
-    Peers { peers: Vec<PeerRecord> },
-    /// The responder does not serve that content.
-    UnknownContent,
-}
-
 /// Holdings plus choke and interest state, sent both ways in a have exchange.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HaveInfo {
@@ -294,54 +246,6 @@ impl HaveSet {
     }
 }
 
-impl Request {
-    /// CBOR encoding.
-    pub fn encode(&self) -> Vec<u8> {
-        encode(self)
-    }
-
-    /// Decodes and checks a request from a peer.
-    pub fn decode(bytes: &[u8]) -> Result<Self, WireError> {
-        let r: Request = decode(bytes, MAX_REQUEST_BYTES)?;
-        if let Request::Have { info, .. } = &r {
-            info.check()?;
-        }
-        Ok(r)
-    }
-
-    /// The content this request is about.
-    pub fn content_id(&self) -> &ContentId {
-        match self {
-            Request::Manifest { id }
-            | Request::Have { id, .. }
-            | Request::Chunk { id, .. }
-            | Request::Peers { id } => id,
-        }
-    }
-}
-
-impl Response {
-    /// CBOR encoding.
-    pub fn encode(&self) -> Vec<u8> {
-        encode(self)
-    }
-
-    /// Decodes and checks a response from a peer.
-    pub fn decode(bytes: &[u8]) -> Result<Self, WireError> {
-        let r: Response = decode(bytes, MAX_RESPONSE_BYTES)?;
-        match &r {
-            Response::Manifest { bytes } if bytes.len() > MAX_MANIFEST_BYTES => {
-                return Err(WireError::Limit("manifest too large"))
-            }
-            Response::Chunk { data, proof, .. } => check_chunk(data, proof)?,
-            Response::Have(info) => info.check()?,
-            Response::Peers { peers } => check_peers(peers)?,
-            _ => {}
-        }
-        Ok(r)
-    }
-}
-
 impl HaveInfo {
     fn check(&self) -> Result<(), WireError> {
         match &self.have {
@@ -375,127 +279,6 @@ mod tests {
 
     fn id() -> ContentId {
         ContentId::from_bytes([7; 32])
-    }
-
-    fn samples() -> (Vec<Request>, Vec<Response>) {
-        let mut bf = Bitfield::new(20);
-        bf.set(3);
-        let info = HaveInfo {
-            have: HaveSet::from_bitfield(&bf),
-            interested: true,
-            choking: false,
-        };
-        let reqs = vec![
-            Request::Manifest { id: id() },
-            Request::Have {
-                id: id(),
-                info: info.clone(),
-            },
-            Request::Chunk { id: id(), index: 9 },
-            Request::Peers { id: id() },
-        ];
-        let resps = vec![
-            Response::Manifest {
-                bytes: vec![1, 2, 3],
-            },
-            Response::Have(info),
-            Response::Chunk {
-                index: 4,
-                data: vec![0xab; 1000],
-                proof: vec![1; 64],
-            },
-            Response::Choked,
-            Response::DontHave,
-            Response::Peers {
-                peers: vec![PeerRecord {
-                    peer: vec![0, 1],
-                    addrs: vec![ByteBuf::from(vec![4, 127, 0, 0, 1])],
-                }],
-            },
-            Response::UnknownContent,
-        ];
-        (reqs, resps)
-    }
-
-    #[test]
-    fn every_message_round_trips() {
-        let (reqs, resps) = samples();
-        for r in reqs {
-            assert_eq!(Request::decode(&r.encode()), Ok(r));
-        }
-        for r in resps {
-            assert_eq!(Response::decode(&r.encode()), Ok(r));
-        }
-    }
-
-    #[test]
-    fn byte_payloads_are_cbor_byte_strings() {
-        let r = Response::Chunk {
-            index: 0,
-            data: vec![0xff; 4096],
-            proof: vec![],
-        };
-        // An array of integers would take ~2 bytes per 0xff; a byte string takes 1.
-        assert!(r.encode().len() < 4096 + 64);
-    }
-
-    #[test]
-    fn oversized_inputs_are_rejected_before_decoding() {
-        let big = vec![0u8; MAX_REQUEST_BYTES + 1];
-        assert!(matches!(
-            Request::decode(&big),
-            Err(WireError::TooLarge { .. })
-        ));
-        let r = Response::Chunk {
-            index: 0,
-            data: vec![0; MAX_CHUNK_SIZE as usize + 1],
-            proof: vec![],
-        };
-        assert_eq!(
-            Response::decode(&r.encode()),
-            Err(WireError::Limit("chunk larger than any allowed chunk size"))
-        );
-        let many = Response::Peers {
-            peers: vec![
-                PeerRecord {
-                    peer: vec![1],
-                    addrs: vec![]
-                };
-                MAX_PEERS_PER_MESSAGE + 1
-            ],
-        };
-        assert!(matches!(
-            Response::decode(&many.encode()),
-            Err(WireError::Limit(_))
-        ));
-    }
-
-    #[test]
-    fn truncated_messages_error() {
-        let (reqs, resps) = samples();
-        for r in reqs {
-            let b = r.encode();
-            for cut in 0..b.len() {
-                assert!(Request::decode(&b[..cut]).is_err());
-            }
-        }
-        for r in resps {
-            let b = r.encode();
-            for cut in 0..b.len() {
-                assert!(Response::decode(&b[..cut]).is_err());
-            }
-        }
-    }
-
-    #[test]
-    fn claimed_huge_byte_string_does_not_allocate_it() {
-        // A CBOR byte string header claiming 4 GiB, followed by nothing.
-        let mut b = vec![0xa1, 0x68];
-        b.extend_from_slice(b"Manifest");
-        b.extend_from_slice(&[0xa1, 0x65]);
-        b.extend_from_slice(b"bytes");
-        b.extend_from_slice(&[0x5a, 0xff, 0xff, 0xff, 0xff]);
-        assert!(Response::decode(&b).is_err());
     }
 
     fn session_samples() -> Vec<Message> {
@@ -608,23 +391,72 @@ mod tests {
         );
     }
 
+    #[test]
+    fn byte_payloads_are_cbor_byte_strings() {
+        let m = Message::Answer {
+            rid: 0,
+            answer: Answer::Chunk {
+                index: 0,
+                data: vec![0xff; 4096],
+                proof: vec![],
+            },
+        };
+        // An array of integers would take ~2 bytes per 0xff; a byte string takes 1.
+        assert!(m.encode().len() < 4096 + 64);
+    }
+
+    #[test]
+    fn answers_over_a_limit_are_refused() {
+        let big = Message::Answer {
+            rid: 0,
+            answer: Answer::Chunk {
+                index: 0,
+                data: vec![0; MAX_CHUNK_SIZE as usize + 1],
+                proof: vec![],
+            },
+        };
+        assert_eq!(
+            Message::decode(&big.encode(), MAX_MESSAGE_BYTES),
+            Err(WireError::Limit("chunk larger than any allowed chunk size"))
+        );
+        let many = Message::Answer {
+            rid: 0,
+            answer: Answer::Peers {
+                peers: vec![
+                    PeerRecord {
+                        peer: vec![1],
+                        addrs: vec![]
+                    };
+                    MAX_PEERS_PER_MESSAGE + 1
+                ],
+            },
+        };
+        assert_eq!(
+            Message::decode(&many.encode(), MAX_MESSAGE_BYTES),
+            Err(WireError::Limit("too many peers"))
+        );
+        let frame = vec![0u8; MAX_MESSAGE_BYTES + 1];
+        assert!(matches!(
+            Message::decode(&frame, usize::MAX),
+            Err(WireError::TooLarge { .. })
+        ));
+    }
+
+    #[test]
+    fn claimed_huge_byte_string_does_not_allocate_it() {
+        let prefix = b"\xa1\x66Answer\xa2\x63rid\x01\x66answer\xa1\x68Manifest\xa1\x65bytes";
+        // With a one-byte string it is a real answer...
+        let whole = [&prefix[..], b"\x41\x07"].concat();
+        assert!(Message::decode(&whole, MAX_MESSAGE_BYTES).is_ok());
+        // ...and one claiming 4 GiB, followed by nothing, is refused.
+        let claim = [&prefix[..], b"\x5a\xff\xff\xff\xff"].concat();
+        assert!(matches!(
+            Message::decode(&claim, MAX_MESSAGE_BYTES),
+            Err(WireError::Malformed(_))
+        ));
+    }
+
     proptest! {
-        #[test]
-        fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
-            let _ = Request::decode(&bytes);
-            let _ = Response::decode(&bytes);
-        }
-
-        #[test]
-        fn mutated_messages_never_panic(pos in any::<prop::sample::Index>(), val in any::<u8>(), which in 0usize..11) {
-            let (reqs, resps) = samples();
-            let mut b = if which < reqs.len() { reqs[which].encode() } else { resps[which - reqs.len()].encode() };
-            let p = pos.index(b.len());
-            b[p] = val;
-            let _ = Request::decode(&b);
-            let _ = Response::decode(&b);
-        }
-
         #[test]
         fn random_session_frames_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
             let _ = Message::decode(&bytes, MAX_MESSAGE_BYTES);
@@ -639,9 +471,9 @@ mod tests {
         }
 
         #[test]
-        fn chunk_responses_round_trip(index in any::<u32>(), data in proptest::collection::vec(any::<u8>(), 0..5000), depth in 0usize..20) {
-            let r = Response::Chunk { index, data, proof: vec![9; depth * 32] };
-            prop_assert_eq!(Response::decode(&r.encode()), Ok(r));
+        fn chunk_answers_round_trip(rid in any::<u32>(), index in any::<u32>(), data in proptest::collection::vec(any::<u8>(), 0..5000), depth in 0usize..20) {
+            let m = Message::Answer { rid, answer: Answer::Chunk { index, data, proof: vec![9; depth * 32] } };
+            prop_assert_eq!(Message::decode(&m.encode(), MAX_MESSAGE_BYTES), Ok(m));
         }
     }
 }
