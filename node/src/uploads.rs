@@ -23,6 +23,10 @@ pub struct UploadLimits {
     /// reading cannot hold the whole budget. A peer with nothing active may
     /// always start one upload, however large.
     pub max_active_bytes_per_peer: u64,
+    /// A peer with fewer uploads than this under way may start one more
+    /// whatever its bytes, so reading the next chunk overlaps sending this
+    /// one even when chunks are as large as the byte budget.
+    pub min_active_per_peer: usize,
 }
 
 /// Why an upload was not queued.
@@ -46,7 +50,8 @@ pub struct UploadQueue<P, R, T> {
     active: HashMap<R, (P, u64)>,
     active_bytes: u64,
     /// Bytes in progress per peer (peers with none are absent).
-    peer_active: HashMap<P, u64>,
+    /// Bytes and uploads under way per peer.
+    peer_active: HashMap<P, (u64, usize)>,
 }
 
 impl<P: Copy + Eq + Hash, R: Copy + Eq + Hash, T> UploadQueue<P, R, T> {
@@ -123,7 +128,9 @@ impl<P: Copy + Eq + Hash, R: Copy + Eq + Hash, T> UploadQueue<P, R, T> {
     pub fn started(&mut self, peer: P, id: R, bytes: u64) {
         if self.active.insert(id, (peer, bytes)).is_none() {
             self.active_bytes = self.active_bytes.saturating_add(bytes);
-            *self.peer_active.entry(peer).or_default() += bytes;
+            let a = self.peer_active.entry(peer).or_default();
+            a.0 += bytes;
+            a.1 += 1;
         }
     }
 
@@ -133,9 +140,10 @@ impl<P: Copy + Eq + Hash, R: Copy + Eq + Hash, T> UploadQueue<P, R, T> {
             return false;
         };
         self.active_bytes = self.active_bytes.saturating_sub(bytes);
-        if let Some(b) = self.peer_active.get_mut(&peer) {
-            *b = b.saturating_sub(bytes);
-            if *b == 0 {
+        if let Some(a) = self.peer_active.get_mut(&peer) {
+            a.0 = a.0.saturating_sub(bytes);
+            a.1 = a.1.saturating_sub(1);
+            if a.1 == 0 {
                 self.peer_active.remove(&peer);
             }
         }
@@ -184,13 +192,16 @@ impl<P: Copy + Eq + Hash, R: Copy + Eq + Hash, T> UploadQueue<P, R, T> {
 
     /// Bytes in progress to `peer`.
     pub fn active_bytes_of(&self, peer: &P) -> u64 {
-        self.peer_active.get(peer).copied().unwrap_or(0)
+        self.peer_active.get(peer).map_or(0, |a| a.0)
     }
 
     fn fits_peer(&self, peer: &P, bytes: u64) -> bool {
         match self.peer_active.get(peer) {
             None => true,
-            Some(&b) => b.saturating_add(bytes) <= self.limits.max_active_bytes_per_peer,
+            Some(&(b, n)) => {
+                n < self.limits.min_active_per_peer
+                    || b.saturating_add(bytes) <= self.limits.max_active_bytes_per_peer
+            }
         }
     }
 }
@@ -207,6 +218,7 @@ mod tests {
             max_waiting_per_peer: max_waiting,
             max_active_bytes,
             max_active_bytes_per_peer: max_active_bytes,
+            min_active_per_peer: 1,
         })
     }
 
@@ -295,6 +307,7 @@ mod tests {
             max_waiting_per_peer: 8,
             max_active_bytes: 100,
             max_active_bytes_per_peer: 30,
+            min_active_per_peer: 1,
         });
         // Three stalled peers each ask for far more than their share.
         for p in [1, 2, 3] {
@@ -323,6 +336,7 @@ mod tests {
             max_waiting_per_peer: 10,
             max_active_bytes: 1000,
             max_active_bytes_per_peer: 5,
+            min_active_per_peer: 1,
         });
         q.push(1, 100, "big").unwrap();
         q.push(1, 100, "big").unwrap();
@@ -334,5 +348,31 @@ mod tests {
         );
         assert!(q.finished(0));
         assert!(q.next_by(same_rank).is_some());
+    }
+
+    #[test]
+    fn a_peer_may_overlap_uploads_as_large_as_its_budget() {
+        let mut q = Q::new(UploadLimits {
+            max_waiting: 10,
+            max_waiting_per_peer: 10,
+            max_active_bytes: 100,
+            max_active_bytes_per_peer: 10,
+            min_active_per_peer: 2,
+        });
+        for item in ["a", "b", "c"] {
+            q.push(1, 10, item).unwrap();
+        }
+        let (_, _, first) = q.next_by(same_rank).unwrap();
+        q.started(1, 1, 10);
+        let (_, _, second) = q.next_by(same_rank).unwrap();
+        q.started(1, 2, 10);
+        assert_eq!(
+            (first, second),
+            ("a", "b"),
+            "two under way although each fills the budget"
+        );
+        assert!(q.next_by(same_rank).is_none(), "a third waits");
+        q.finished(1);
+        assert_eq!(q.next_by(same_rank).map(|u| u.2), Some("c"));
     }
 }

@@ -31,6 +31,9 @@ pub struct EngineConfig {
     /// Most upload bytes being read or sent to one peer at once, so a few
     /// peers that stop reading cannot hold the whole budget.
     pub max_active_upload_bytes_per_peer: u64,
+    /// A peer with fewer uploads under way may start one whatever its bytes,
+    /// so reading the next chunk overlaps sending this one.
+    pub min_active_uploads_per_peer: usize,
     /// A peer that stalls an upload is choked for this long.
     pub stall_penalty: Duration,
     /// After this many strikes (stalled uploads, requests stuck mid-frame,
@@ -69,6 +72,7 @@ impl Default for EngineConfig {
             max_queued_uploads_per_peer: 64,
             max_active_upload_bytes: 8 << 20,
             max_active_upload_bytes_per_peer: 1 << 20,
+            min_active_uploads_per_peer: 2,
             stall_penalty: Duration::from_secs(30),
             max_strikes: 3,
             strike_block: Duration::from_secs(60),

@@ -105,6 +105,7 @@ impl Engine {
             max_waiting_per_peer: config.max_queued_uploads_per_peer,
             max_active_bytes: config.max_active_upload_bytes,
             max_active_bytes_per_peer: config.max_active_upload_bytes_per_peer,
+            min_active_per_peer: config.min_active_uploads_per_peer,
         });
         let sessions = Sessions::new(SessionConfig {
             ask_timeout: config.ask_timeout,
