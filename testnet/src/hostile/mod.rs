@@ -9,8 +9,8 @@
 //! ([`server`]). Raw streams (`libp2p-stream`) let it do what no codec would:
 //! write half a frame, never read the victim's session stream, send bytes of
 //! the wrong type. [`session`] holds the honest plumbing (our one outbound
-//! stream per peer, answers matched to asks by request ID) and [`frame`] the
-//! framing.
+//! stream per peer, answers matched to asks by request ID), [`frame`] the
+//! framing, and [`badframes`] the garbage attack's catalogue.
 //!
 //! `testnet hostile-peer` runs one as its own process; `testnet hostile`
 //! ([`measure`]) runs three of them against a seeder, attack after attack,
@@ -19,6 +19,7 @@
 //! Network safety: it only ever talks to 127.0.0.1 (or ::1); [`Config`]
 //! refuses any other address.
 
+pub mod badframes;
 pub mod cli;
 pub mod client;
 pub mod frame;
