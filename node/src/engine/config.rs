@@ -70,7 +70,7 @@ impl Default for EngineConfig {
             save_interval: Duration::from_secs(1),
             max_queued_uploads: 4096,
             max_queued_uploads_per_peer: 64,
-            max_active_upload_bytes: 8 << 20,
+            max_active_upload_bytes: 32 << 20,
             max_active_upload_bytes_per_peer: 1 << 20,
             min_active_uploads_per_peer: 2,
             stall_penalty: Duration::from_secs(30),

@@ -65,6 +65,12 @@ impl Engine {
                 }
                 false
             }
+            Err(SendError::Closed) => {
+                if !self.dead_writers.contains(&peer) {
+                    self.dead_writers.push(peer);
+                }
+                false
+            }
         }
     }
 
@@ -118,13 +124,18 @@ impl Engine {
                 peer,
                 generation,
                 stalled,
+                refused,
                 why,
             } => {
                 if self.streams.writer_closed(&peer, generation) {
-                    tracing::debug!(%peer, stalled, "our session stream ended: {why}");
-                    self.writer_ended(peer);
+                    tracing::debug!(%peer, stalled, refused, "our session stream ended: {why}");
                     if stalled {
+                        // Before the writer's uploads end: its queued ones must not restart.
                         self.on_upload_stalled(peer);
+                    }
+                    self.writer_ended(peer);
+                    if refused {
+                        self.leave_swarms(peer);
                     }
                 }
             }
@@ -132,13 +143,30 @@ impl Engine {
         self.handle_stalled();
     }
 
-    /// Drops the sessions of peers that stopped reading.
+    /// Drops the sessions of peers that stopped reading, and cleans up after
+    /// writers found closed while sending.
     pub(super) fn handle_stalled(&mut self) {
         while let Some(peer) = self.stalled.pop() {
             tracing::debug!(%peer, "peer's queue is full; dropping its session");
             self.streams.close(&peer);
-            self.writer_ended(peer);
             self.on_upload_stalled(peer);
+            self.writer_ended(peer);
+        }
+        while let Some(peer) = self.dead_writers.pop() {
+            self.writer_ended(peer);
+        }
+    }
+
+    /// A peer that will not take a session stream is dropped from every swarm
+    /// (a connection brings it back as a probe), so we stop opening streams to it.
+    fn leave_swarms(&mut self, peer: PeerId) {
+        let now = Instant::now();
+        let ids: Vec<ContentId> = self.contents.keys().copied().collect();
+        for id in ids {
+            if let Some(a) = self.contents.get_mut(&id).and_then(Content::active_mut) {
+                a.transfer.handle_peer_disconnected(now, peer);
+            }
+            self.drive(id);
         }
     }
 

@@ -80,6 +80,8 @@ pub struct Engine {
     /// Peers whose writer queue overflowed during this event; their sessions
     /// are dropped once it is handled.
     stalled: Vec<PeerId>,
+    /// Peers whose writer was found closed during this event.
+    dead_writers: Vec<PeerId>,
 }
 
 impl Engine {
@@ -141,6 +143,7 @@ impl Engine {
             strikes,
             delivering: HashMap::new(),
             stalled: Vec::new(),
+            dead_writers: Vec::new(),
         })
     }
 

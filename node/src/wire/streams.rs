@@ -66,11 +66,13 @@ pub enum StreamEvent {
     /// `peer` sent a frame no honest peer sends; its stream was dropped.
     Broken { peer: PeerId, why: String },
     /// Our stream to `peer` (writer generation `generation`) ended;
-    /// `stalled` if the peer stopped reading.
+    /// `stalled` if the peer stopped reading, `refused` if it never opened
+    /// (the peer does not speak the protocol, or refused the stream).
     WriterClosed {
         peer: PeerId,
         generation: u64,
         stalled: bool,
+        refused: bool,
         why: String,
     },
     /// A stream `peer` opened to us ended.
@@ -82,6 +84,9 @@ pub enum StreamEvent {
 pub enum SendError {
     /// The peer's queue is full: it is not reading.
     Full,
+    /// Our stream to the peer ended (its close event may still be on its
+    /// way); the writer is forgotten, and the next send opens a new one.
+    Closed,
 }
 
 /// What every stream task shares.
@@ -173,12 +178,14 @@ impl Streams {
         let q = match self.writers.get(&peer) {
             Some(w) => {
                 let queue = if q.is_bulk() { &w.bulk } else { &w.control };
-                match queue.try_send(q) {
-                    Ok(()) => return Ok(()),
-                    Err(mpsc::error::TrySendError::Full(_)) => return Err(SendError::Full),
-                    // The writer ended; its close event may still be on its way. Start a new one.
-                    Err(mpsc::error::TrySendError::Closed(q)) => q,
-                }
+                return match queue.try_send(q) {
+                    Ok(()) => Ok(()),
+                    Err(mpsc::error::TrySendError::Full(_)) => Err(SendError::Full),
+                    Err(mpsc::error::TrySendError::Closed(_)) => {
+                        self.writers.remove(&peer);
+                        Err(SendError::Closed)
+                    }
+                };
             }
             None => q,
         };
@@ -375,11 +382,23 @@ async fn writer(
         peer,
         generation,
         stalled,
+        refused: false,
+        why,
+    };
+    let refused = |why: String| StreamEvent::WriterClosed {
+        peer,
+        generation,
+        stalled: false,
+        refused: true,
         why,
     };
     let mut stream =
         match tokio::time::timeout(OPEN_TIMEOUT, control.open_stream(peer, PROTOCOL)).await {
             Ok(Ok(s)) => s,
+            Ok(Err(e @ libp2p_stream::OpenStreamError::UnsupportedProtocol(_))) => {
+                let _ = events.send(refused(e.to_string())).await;
+                return;
+            }
             Ok(Err(e)) => {
                 let _ = events.send(closed(false, e.to_string())).await;
                 return;
