@@ -74,6 +74,10 @@ pub struct Stats {
     pub connected_peers: usize,
     /// Peers banned for bad data.
     pub banned: Vec<PeerId>,
+    /// Session bytes sent: chunk payload, proofs, control, framing.
+    pub wire_sent: [u64; 4],
+    /// Session bytes received: chunk payload, proofs, control, framing.
+    pub wire_received: [u64; 4],
 }
 
 /// A cheap, cloneable handle to a running node.
@@ -163,6 +167,8 @@ impl Client {
         let mut s = self.ask(Command::Stats).await?;
         s.uploaded = self.counters.uploaded.load(Ordering::Relaxed);
         s.downloaded = self.counters.downloaded.load(Ordering::Relaxed);
+        s.wire_sent = self.counters.sent.snapshot();
+        s.wire_received = self.counters.received.snapshot();
         Ok(s)
     }
 

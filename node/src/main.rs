@@ -399,13 +399,21 @@ async fn write_stats(client: &Client, net: &NetArgs, progress: Option<(u32, u32)
     let (have, total) = progress.unwrap_or((0, 0));
     // Peer IDs are base58: safe inside JSON strings as they are.
     let banned: Vec<String> = s.banned.iter().map(|p| format!("\"{p}\"")).collect();
+    let kinds = |b: [u64; 4]| {
+        format!(
+            "{{\"payload\":{},\"proofs\":{},\"control\":{},\"framing\":{}}}",
+            b[0], b[1], b[2], b[3]
+        )
+    };
     let json = format!(
-        "{{\"peer_id\":\"{}\",\"uploaded\":{},\"downloaded\":{},\"have\":{have},\"total\":{total},\"peers\":{},\"banned\":[{}]}}\n",
+        "{{\"peer_id\":\"{}\",\"uploaded\":{},\"downloaded\":{},\"have\":{have},\"total\":{total},\"peers\":{},\"banned\":[{}],\"wire_sent\":{},\"wire_received\":{}}}\n",
         client.peer_id(),
         s.uploaded,
         s.downloaded,
         s.connected_peers,
-        banned.join(",")
+        banned.join(","),
+        kinds(s.wire_sent),
+        kinds(s.wire_received)
     );
     // An idle node rewrites nothing: many nodes on one machine stay idle.
     static LAST: std::sync::Mutex<String> = std::sync::Mutex::new(String::new());
