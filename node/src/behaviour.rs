@@ -6,7 +6,7 @@ use std::time::Duration;
 use libp2p::identity::Keypair;
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::{
-    allow_block_list, connection_limits, identify, kad, memory_connection_limits, noise, ping, tcp,
+    allow_block_list, connection_limits, identify, kad, memory_connection_limits, noise, tcp,
     yamux, StreamProtocol, Swarm,
 };
 
@@ -28,8 +28,6 @@ pub struct Behaviour {
     pub kad: kad::Behaviour<kad::store::MemoryStore>,
     /// Learns peers' listen addresses (fed to Kademlia).
     pub identify: identify::Behaviour,
-    /// Liveness.
-    pub ping: ping::Behaviour,
     /// Session streams (`/kadswarm/session/2`, see `wire`).
     pub stream: libp2p_stream::Behaviour,
 }
@@ -149,7 +147,6 @@ pub fn build_swarm(keypair: Keypair, config: &NetConfig) -> anyhow::Result<Swarm
                 ),
                 kad,
                 identify,
-                ping: ping::Behaviour::default(),
                 stream: libp2p_stream::Behaviour::new(),
             }
         })?

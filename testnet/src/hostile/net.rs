@@ -11,7 +11,7 @@ use futures::StreamExt;
 use libp2p::identity::Keypair;
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
-use libp2p::{identify, kad, noise, ping, tcp, yamux, Multiaddr, PeerId, StreamProtocol, Swarm};
+use libp2p::{identify, kad, noise, tcp, yamux, Multiaddr, PeerId, StreamProtocol, Swarm};
 use protocol::ContentId;
 use tokio::task::JoinSet;
 
@@ -38,8 +38,6 @@ pub struct Behaviour {
     pub kad: kad::Behaviour<kad::store::MemoryStore>,
     /// Tells the victim our listen addresses.
     pub identify: identify::Behaviour,
-    /// Keeps connections alive like a node's.
-    pub ping: ping::Behaviour,
 }
 
 /// A started swarm: its stream control and who it is.
@@ -157,7 +155,6 @@ fn build(key: Keypair) -> anyhow::Result<Swarm<Behaviour>> {
                 stream: libp2p_stream::Behaviour::new(),
                 kad,
                 identify,
-                ping: ping::Behaviour::default(),
             }
         })?
         .with_swarm_config(|c| {
