@@ -14,7 +14,7 @@ use crate::bound::Params;
 use crate::chart::{self, Point};
 use crate::datagen;
 use crate::netns::Shaping;
-use crate::nsrun::{self, Mode, NsRunConfig};
+use crate::nsrun::{self, CapsSummary, Mode, NsRunConfig};
 use crate::report::Report;
 use crate::units::{ByteSize, Rate};
 
@@ -64,10 +64,13 @@ pub struct Row {
     pub downloaded: u64,
     /// The earliest leecher's finish time in seconds.
     pub first_done: f64,
-    /// CPU seconds all nodes used, start to finish.
+    /// CPU seconds all nodes used, from their start until the last leecher finished.
     pub cpu_seconds: f64,
-    /// Packets dropped by tbf: seeder upload, leecher uploads, leecher downloads.
-    pub drops: (u64, u64, u64),
+    /// The tbf caps' counters (bytes sent, packets dropped) until the last leecher finished.
+    pub caps: CapsSummary,
+    /// The node flags this run used beyond the testbed's own (see
+    /// `nsrun::flags_label`); empty when every node ran at its defaults.
+    pub flags: String,
 }
 
 impl Row {
@@ -80,6 +83,17 @@ impl Row {
     pub fn cpu_busy(&self) -> f64 {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
         self.cpu_seconds / (self.measured * cores)
+    }
+
+    /// Bytes on all capped uplinks (the seeder's and the leechers') over
+    /// N·F: 1.0 would be every copy crossing one uplink exactly once.
+    pub fn uplink_per_nf(&self, size: ByteSize) -> f64 {
+        let nf = self.n as f64 * size.0 as f64;
+        if nf > 0.0 {
+            self.caps.uplink_bytes() as f64 / nf
+        } else {
+            0.0
+        }
     }
 }
 
@@ -136,9 +150,10 @@ pub async fn run(bin: &Path, run: &Path, cfg: &DistributionConfig) -> anyhow::Re
             }
             let mut row = row_of(n, mode, bound, report);
             row.cpu_seconds = outcome.cpu_seconds;
-            row.drops = outcome.drops;
+            row.caps = outcome.caps;
+            row.flags = nsrun::flags_label(&run_cfg);
             println!(
-                "N={n:<3} {:<3} measured {:>7.2} s  bound {:>7.2} s  ratio {:.2}  (seeder sent {:.1} MiB, peers {:.1} MiB, {:.1}% downloaded beyond N·F, nodes kept {:.0}% of the CPUs busy, tbf dropped {}+{}+{} packets)",
+                "N={n:<3} {:<3} measured {:>7.2} s  bound {:>7.2} s  ratio {:.2}  (seeder sent {:.1} MiB, peers {:.1} MiB, {:.1}% downloaded beyond N·F; capped uplinks carried {:.2} × N·F, the seeder's {:.1} MiB; nodes used {:.1} CPU-s, {:.0}% of the CPUs; tbf dropped {}+{}+{} packets{})",
                 mode.as_str(),
                 row.measured,
                 row.bound,
@@ -146,10 +161,18 @@ pub async fn run(bin: &Path, run: &Path, cfg: &DistributionConfig) -> anyhow::Re
                 row.seeder_uploaded as f64 / 1048576.0,
                 row.leechers_uploaded as f64 / 1048576.0,
                 excess_pct(&row, cfg.size),
+                row.uplink_per_nf(cfg.size),
+                row.caps.seeder_up.sent_bytes as f64 / 1048576.0,
+                row.cpu_seconds,
                 100.0 * row.cpu_busy(),
-                row.drops.0,
-                row.drops.1,
-                row.drops.2,
+                row.caps.seeder_up.dropped,
+                row.caps.leechers_up.dropped,
+                row.caps.leechers_down.dropped,
+                if row.flags.is_empty() {
+                    String::new()
+                } else {
+                    format!("; node flags {}", row.flags)
+                },
             );
             rows.push(row);
             write_csv(&csv, cfg, &rows)?;
@@ -237,7 +260,8 @@ fn row_of(n: usize, mode: Mode, bound: f64, report: &Report) -> Row {
         downloaded: down,
         first_done: if first.is_finite() { first } else { 0.0 },
         cpu_seconds: 0.0,
-        drops: (0, 0, 0),
+        caps: CapsSummary::default(),
+        flags: String::new(),
     }
 }
 
@@ -248,18 +272,20 @@ fn excess_pct(row: &Row, size: ByteSize) -> f64 {
 }
 
 /// The CSV: one row per run, with every parameter so a file stands alone.
+/// Columns are only ever added at the end, so older files read the same;
+/// `flags` comes last (space-separated, no commas).
 pub fn csv_text(cfg: &DistributionConfig, rows: &[Row]) -> String {
     let mut out = String::from(
         "n,mode,measured_s,bound_s,ratio,size_bytes,upload_bps,server_upload_bps,download_bps,\
          tbf_burst_bytes,tbf_latency_ms,first_done_s,seeder_uploaded_bytes,peers_uploaded_bytes,\
          downloaded_bytes,excess_download_pct,node_cpu_s,tbf_drops_seeder,tbf_drops_peers_up,\
-         tbf_drops_peers_down\n",
+         tbf_drops_peers_down,seeder_uplink_bytes,uplink_bytes,uplink_per_nf,flags\n",
     );
     for r in rows {
         let download = cfg.download.map(|d| d.0.to_string()).unwrap_or_default();
         let _ = writeln!(
             out,
-            "{},{},{:.3},{:.3},{:.3},{},{},{},{download},{},{},{:.3},{},{},{},{:.2},{:.2},{},{},{}",
+            "{},{},{:.3},{:.3},{:.3},{},{},{},{download},{},{},{:.3},{},{},{},{:.2},{:.2},{},{},{},{},{},{:.3},{}",
             r.n,
             r.mode,
             r.measured,
@@ -276,9 +302,13 @@ pub fn csv_text(cfg: &DistributionConfig, rows: &[Row]) -> String {
             r.downloaded,
             excess_pct(r, cfg.size),
             r.cpu_seconds,
-            r.drops.0,
-            r.drops.1,
-            r.drops.2,
+            r.caps.seeder_up.dropped,
+            r.caps.leechers_up.dropped,
+            r.caps.leechers_down.dropped,
+            r.caps.seeder_up.sent_bytes,
+            r.caps.uplink_bytes(),
+            r.uplink_per_nf(cfg.size),
+            r.flags.replace(',', ";"),
         );
     }
     out
@@ -292,6 +322,7 @@ fn write_csv(path: &PathBuf, cfg: &DistributionConfig, rows: &[Row]) -> anyhow::
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::netns::TbfStats;
 
     #[test]
     fn csv_has_one_line_per_row_with_the_ratio() {
@@ -319,7 +350,21 @@ mod tests {
             downloaded: 80 << 20,
             first_done: 7.5,
             cpu_seconds: 3.0,
-            drops: (1, 2, 3),
+            caps: CapsSummary {
+                seeder_up: TbfStats {
+                    sent_bytes: 30 << 20,
+                    dropped: 1,
+                },
+                leechers_up: TbfStats {
+                    sent_bytes: 70 << 20,
+                    dropped: 2,
+                },
+                leechers_down: TbfStats {
+                    sent_bytes: 0,
+                    dropped: 3,
+                },
+            },
+            flags: "--threads=1".into(),
         };
         let text = csv_text(&cfg, &[row]);
         let lines: Vec<&str> = text.lines().collect();
@@ -331,6 +376,15 @@ mod tests {
             "{}",
             lines[1]
         );
-        assert!(lines[1].ends_with(",0.00,3.00,1,2,3"), "{}", lines[1]);
+        assert!(
+            lines[1].ends_with(",0.00,3.00,1,2,3,31457280,104857600,1.250,--threads=1"),
+            "{}",
+            lines[1]
+        );
+        assert_eq!(
+            lines[0].split(',').count(),
+            lines[1].split(',').count(),
+            "one value per column"
+        );
     }
 }

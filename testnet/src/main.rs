@@ -51,6 +51,11 @@ enum Command {
         /// Number of nodes besides the bootstrap node.
         #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=200))]
         nodes: u16,
+        /// Milliseconds between two nodes' starts (a node that has not
+        /// reached the bootstrap node yet holds the next one back). 0 starts
+        /// them back to back.
+        #[arg(long, default_value_t = loopback::JOIN_INTERVAL.as_millis() as u64, value_name = "MS")]
+        join_interval: u64,
     },
     /// Spread a generated file from one seeder to N leechers on 127.0.0.1 and
     /// report the distribution time, the bytes each node uploaded and
@@ -110,11 +115,11 @@ enum Command {
         /// e.g. 256KiB). Default: the node's choice.
         #[arg(long)]
         chunk_size: Option<ByteSize>,
-        /// Runtime worker threads of each node (`node --threads`). One suits a
-        /// small machine running dozens of nodes; 0 leaves the node's default
-        /// (one per core).
-        #[arg(long, default_value_t = 1)]
-        node_threads: u16,
+        /// Runtime worker threads of each node (`node --threads`), for
+        /// experiments. Default: the node's own choice (no flag passed); 0
+        /// means the same. Whatever a run passes shows in the CSV's `flags`.
+        #[arg(long, value_name = "N")]
+        node_threads: Option<u16>,
         /// Upload cap u of every leecher (tc tbf; e.g. 8mbit, 1MiB).
         #[arg(long, default_value = "8mbit", value_name = "RATE")]
         upload: Rate,
@@ -211,8 +216,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     eprintln!("testnet: run folder {}", run_dir.display());
 
     let outcome = match &cli.command {
-        Command::Up { nodes } => {
-            let work = serve(&mut sup, &run_dir, usize::from(*nodes));
+        Command::Up {
+            nodes,
+            join_interval,
+        } => {
+            let interval = Duration::from_millis(*join_interval);
+            let work = serve(&mut sup, &run_dir, usize::from(*nodes), interval);
             tokio::select! {
                 r = work => r.map(|never| match never {}),
                 sig = signals.recv() => interrupted(sig),
@@ -269,7 +278,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 modes: modes.clone(),
                 size: *size,
                 chunk_size: *chunk_size,
-                node_threads: (*node_threads > 0).then_some(*node_threads),
+                node_threads: node_threads.filter(|&n| n > 0),
                 upload: *upload,
                 server_upload: *server_upload,
                 download: *download,
@@ -327,8 +336,9 @@ async fn serve(
     sup: &mut Supervisor,
     run_dir: &std::path::Path,
     nodes: usize,
+    interval: Duration,
 ) -> anyhow::Result<std::convert::Infallible> {
-    for (name, addr) in loopback::up(sup, run_dir, nodes).await? {
+    for (name, addr) in loopback::up(sup, run_dir, nodes, interval).await? {
         println!("{name} {addr}");
     }
     eprintln!(

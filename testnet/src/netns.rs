@@ -209,17 +209,24 @@ impl Testbed {
         Ok(slot)
     }
 
-    /// Packets each node's caps dropped so far (tbf queue full): upload and
-    /// download, in the order nodes were added. Drops make TCP back off, so
-    /// many of them mean the queue (`latency`) or `burst` is too small.
-    pub fn drops(&self) -> anyhow::Result<Vec<(String, u64, u64)>> {
+    /// What each node's caps have done so far, in the order nodes were
+    /// added: bytes sent and packets dropped by the tbf on its uplink and on
+    /// its downlink (zeros where a direction is uncapped). Drops make TCP
+    /// back off, so many of them mean the queue (`latency`) or `burst` is
+    /// too small; bytes sent count every frame that crossed the cap,
+    /// retransmissions and headers included.
+    pub fn caps_stats(&self) -> anyhow::Result<Vec<NodeCaps>> {
         let hub = &self.namespaces[0];
         let mut out = Vec::with_capacity(self.slots.len());
         for (k, slot) in self.slots.iter().enumerate() {
             let up = ipcmd::tc(["-s", "-n", &slot.netns, "qdisc", "show", "dev", NODE_IF])?;
             let port = format!("p{}", k + 1);
             let down = ipcmd::tc(["-s", "-n", hub, "qdisc", "show", "dev", &port])?;
-            out.push((slot.name.clone(), tbf_dropped(&up), tbf_dropped(&down)));
+            out.push(NodeCaps {
+                name: slot.name.clone(),
+                up: TbfStats::parse(&up),
+                down: TbfStats::parse(&down),
+            });
         }
         Ok(out)
     }
@@ -322,24 +329,53 @@ fn owner_pid(name: &str) -> Option<u32> {
         .ok()
 }
 
-/// The `dropped` count of the tbf qdisc in `tc -s qdisc show` output (0 when
-/// there is no tbf: an uncapped link drops nothing of ours).
-fn tbf_dropped(tc_output: &str) -> u64 {
-    let mut in_tbf = false;
-    for line in tc_output.lines() {
-        if line.starts_with("qdisc ") {
-            in_tbf = line.starts_with("qdisc tbf ");
-        } else if in_tbf {
-            if let Some(rest) = line.split("(dropped ").nth(1) {
-                let n = rest
-                    .split(|c: char| !c.is_ascii_digit())
-                    .next()
-                    .unwrap_or("");
-                return n.parse().unwrap_or(0);
+/// One node's caps as `tc -s qdisc` counts them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeCaps {
+    /// The node's name (`seeder`, `leecher-3`, …).
+    pub name: String,
+    /// Its uplink's tbf.
+    pub up: TbfStats,
+    /// Its downlink's tbf.
+    pub down: TbfStats,
+}
+
+/// Counters of one tbf qdisc (all zero when the link has no tbf: an
+/// uncapped link is not ours to count).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TbfStats {
+    /// Bytes the qdisc sent (whole frames).
+    pub sent_bytes: u64,
+    /// Packets it dropped (queue full).
+    pub dropped: u64,
+}
+
+impl TbfStats {
+    /// Reads the tbf's `Sent N bytes M pkt (dropped D, …)` line from `tc -s qdisc show` output.
+    pub fn parse(tc_output: &str) -> Self {
+        let mut in_tbf = false;
+        for line in tc_output.lines() {
+            if line.starts_with("qdisc ") {
+                in_tbf = line.starts_with("qdisc tbf ");
+            } else if in_tbf {
+                if let Some(rest) = line.trim_start().strip_prefix("Sent ") {
+                    return Self {
+                        sent_bytes: leading_number(rest),
+                        dropped: rest.split("(dropped ").nth(1).map_or(0, leading_number),
+                    };
+                }
             }
         }
+        Self::default()
     }
-    0
+}
+
+/// The decimal number `s` starts with (0 if none).
+fn leading_number(s: &str) -> u64 {
+    s.split(|c: char| !c.is_ascii_digit())
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
 }
 
 /// The address of the k-th node (1-based): 10.77.0.11, 10.77.0.12, …
@@ -389,13 +425,20 @@ mod tests {
     }
 
     #[test]
-    fn reads_tbf_drops() {
+    fn reads_tbf_counters() {
         let out = "qdisc tbf 8001: root refcnt 3 rate 8Mbit burst 32Kb lat 50ms \n \
                    Sent 17553420 bytes 11808 pkt (dropped 42, overlimits 9317 requeues 0) \n \
                    backlog 0b 0p requeues 0\n";
-        assert_eq!(tbf_dropped(out), 42);
-        let noqueue = "qdisc noqueue 0: root refcnt 2 \n Sent 0 bytes 0 pkt (dropped 7, overlimits 0 requeues 0)\n";
-        assert_eq!(tbf_dropped(noqueue), 0);
+        assert_eq!(
+            TbfStats::parse(out),
+            TbfStats {
+                sent_bytes: 17553420,
+                dropped: 42
+            }
+        );
+        let noqueue = "qdisc noqueue 0: root refcnt 2 \n Sent 9 bytes 1 pkt (dropped 7, overlimits 0 requeues 0)\n";
+        assert_eq!(TbfStats::parse(noqueue), TbfStats::default());
+        assert_eq!(TbfStats::parse(""), TbfStats::default());
     }
 
     #[test]

@@ -14,7 +14,7 @@ use anyhow::{bail, Context};
 use protocol::ContentId;
 
 use crate::loopback::{Args, NodeFiles, STARTUP_TIMEOUT};
-use crate::netns::{Caps, Shaping, Slot, Testbed};
+use crate::netns::{Caps, NodeCaps, Shaping, Slot, TbfStats, Testbed};
 use crate::procs::{self, Supervisor};
 use crate::report::Report;
 use crate::stats::StatsFile;
@@ -72,7 +72,7 @@ pub struct NsRunConfig {
     pub size: ByteSize,
     /// `node share --chunk-size` (`None`: the node's default).
     pub chunk_size: Option<ByteSize>,
-    /// `node --threads` for every node (`None`: the node's default, one per core).
+    /// `node --threads` for every node (`None`: the node's default).
     pub node_threads: Option<u16>,
     /// Seeder upload cap u_s.
     pub server_upload: Rate,
@@ -98,8 +98,79 @@ pub struct NsRunOutcome {
     /// CPU seconds all nodes had used when the last leecher finished: on a
     /// small machine a swarm can be CPU-bound rather than link-bound.
     pub cpu_seconds: f64,
-    /// Packets the tbf caps dropped: (seeder's upload, leechers' uploads, leechers' downloads).
-    pub drops: (u64, u64, u64),
+    /// The tbf caps' counters when the last leecher finished.
+    pub caps: CapsSummary,
+}
+
+/// The tbf counters of a run, summed by role.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CapsSummary {
+    /// The seeder's uplink.
+    pub seeder_up: TbfStats,
+    /// All leechers' uplinks together.
+    pub leechers_up: TbfStats,
+    /// All leechers' downlinks together (zero when downloads are uncapped).
+    pub leechers_down: TbfStats,
+}
+
+impl CapsSummary {
+    /// Sums per-node counters by role (the bootstrap node is uncapped and not counted).
+    pub fn of(per_node: &[NodeCaps]) -> Self {
+        let add = |a: &mut TbfStats, b: TbfStats| {
+            a.sent_bytes += b.sent_bytes;
+            a.dropped += b.dropped;
+        };
+        let mut sum = Self::default();
+        for n in per_node {
+            if n.name == "seeder" {
+                add(&mut sum.seeder_up, n.up);
+            } else if n.name.starts_with("leecher-") {
+                add(&mut sum.leechers_up, n.up);
+                add(&mut sum.leechers_down, n.down);
+            }
+        }
+        sum
+    }
+
+    /// Bytes sent on every capped uplink, the seeder's included.
+    pub fn uplink_bytes(&self) -> u64 {
+        self.seeder_up.sent_bytes + self.leechers_up.sent_bytes
+    }
+}
+
+/// The flags every node of a run gets beyond the testbed's own (listen
+/// address, data dir, bootstrap, stats file, output dir): the run's
+/// deviations from the node's defaults.
+fn common_flags(cfg: &NsRunConfig) -> Vec<(&'static str, String)> {
+    let mut flags = Vec::new();
+    if let Some(n) = cfg.node_threads {
+        flags.push(("--threads", n.to_string()));
+    }
+    flags
+}
+
+/// Every flag a run passed to its nodes that the node would not have
+/// chosen itself, for the CSV: `--threads=1 seeder:--chunk-size=262144
+/// leechers:--no-upload`; empty when every node ran at its defaults.
+pub fn flags_label(cfg: &NsRunConfig) -> String {
+    let mut words: Vec<String> = common_flags(cfg)
+        .into_iter()
+        .map(|(f, v)| format!("{f}={v}"))
+        .collect();
+    if let Some(c) = cfg.chunk_size {
+        words.push(format!("seeder:--chunk-size={}", c.0));
+    }
+    if cfg.mode == Mode::ClientServer {
+        words.push("leechers:--no-upload".to_string());
+    }
+    words.join(" ")
+}
+
+/// Adds the run's common flags to a node's arguments.
+fn with_common(args: Args, cfg: &NsRunConfig) -> Args {
+    common_flags(cfg)
+        .into_iter()
+        .fold(args, |args, (flag, value)| args.opt(flag, value))
 }
 
 /// Runs one distribution in `run` (a folder for node dirs and logs) with the
@@ -119,23 +190,8 @@ pub async fn run(
     let mut bed = Testbed::create(cfg.shaping)?;
     let prefix = bed.prefix().to_string();
     let mut sup = Supervisor::new(bin.to_path_buf());
-    let mut cpu_seconds = 0.0;
-    let result = distribute(
-        &mut bed,
-        &mut sup,
-        run,
-        cfg,
-        source_sha256,
-        &mut cpu_seconds,
-    )
-    .await;
-    let drops = match bed.drops() {
-        Ok(per_node) => sum_drops(&per_node),
-        Err(e) => {
-            eprintln!("testnet: warning: cannot read tbf statistics: {e:#}");
-            (0, 0, 0)
-        }
-    };
+    let mut at_finish = AtFinish::default();
+    let result = distribute(&mut bed, &mut sup, run, cfg, source_sha256, &mut at_finish).await;
     if sup.running() > 0 {
         sup.shutdown(procs::GRACE, std::future::pending()).await;
     }
@@ -148,22 +204,31 @@ pub async fn run(
         report,
         prefix,
         pids,
-        cpu_seconds,
-        drops,
+        cpu_seconds: at_finish.cpu_seconds,
+        caps: at_finish.caps,
     })
 }
 
-fn sum_drops(per_node: &[(String, u64, u64)]) -> (u64, u64, u64) {
-    let mut sum = (0, 0, 0);
-    for (name, up, down) in per_node {
-        if name == "seeder" {
-            sum.0 += up;
-        } else if name.starts_with("leecher-") {
-            sum.1 += up;
-            sum.2 += down;
-        }
+/// What is read the moment the last leecher finishes, before the nodes'
+/// seeding afterwards adds to it.
+#[derive(Debug, Default)]
+struct AtFinish {
+    cpu_seconds: f64,
+    caps: CapsSummary,
+}
+
+impl AtFinish {
+    fn read(sup: &Supervisor, bed: &Testbed) -> Self {
+        let cpu_seconds = sup.cpu_seconds();
+        let caps = match bed.caps_stats() {
+            Ok(per_node) => CapsSummary::of(&per_node),
+            Err(e) => {
+                eprintln!("testnet: warning: cannot read tbf statistics: {e:#}");
+                CapsSummary::default()
+            }
+        };
+        Self { cpu_seconds, caps }
     }
-    sum
 }
 
 async fn distribute(
@@ -172,15 +237,15 @@ async fn distribute(
     run: &Path,
     cfg: &NsRunConfig,
     source_sha256: &str,
-    cpu_seconds: &mut f64,
+    at_finish: &mut AtFinish,
 ) -> anyhow::Result<Report> {
     // Bootstrap: uncapped, it only answers DHT queries.
     let slot = bed.add_node("bootstrap", Caps::default())?;
     let files = NodeFiles::create(run, "bootstrap")?;
     let args = Args::new(["join"])
         .opt("--listen", slot.listen_addr())
-        .opt_some("--threads", cfg.node_threads.map(|n| n.to_string()))
         .opt("--data-dir", &files.data);
+    let args = with_common(args, cfg);
     let boot_id = spawn(sup, &slot, &args, &files)?;
     let deadline = tokio::time::Instant::now() + STARTUP_TIMEOUT;
     let line = sup
@@ -199,10 +264,10 @@ async fn distribute(
     let files = NodeFiles::create(run, "seeder")?;
     let args = Args::new([OsString::from("share"), cfg.source.clone().into()])
         .opt("--listen", slot.listen_addr())
-        .opt_some("--threads", cfg.node_threads.map(|n| n.to_string()))
         .opt("--data-dir", &files.data)
         .opt("--bootstrap", &boot)
         .opt("--stats-file", &files.stats);
+    let args = with_common(args, cfg);
     let args = match cfg.chunk_size {
         Some(c) => args.opt("--chunk-size", c.0.to_string()),
         None => args,
@@ -248,10 +313,10 @@ async fn distribute(
         let mut args = Args::new(["get".to_string(), content_id.to_string()])
             .opt("--out", &out)
             .opt("--listen", slot.listen_addr())
-            .opt_some("--threads", cfg.node_threads.map(|n| n.to_string()))
             .opt("--data-dir", &files.data)
             .opt("--bootstrap", &boot)
             .opt("--stats-file", &files.stats);
+        args = with_common(args, cfg);
         if cfg.mode == Mode::ClientServer {
             args = args.flag("--no-upload");
         }
@@ -269,7 +334,7 @@ async fn distribute(
     )
     .await?;
     let finished_at = SystemTime::now();
-    *cpu_seconds = sup.cpu_seconds();
+    *at_finish = AtFinish::read(sup, bed);
     eprintln!(
         "testnet: all {} leechers done in {}",
         cfg.leechers,
