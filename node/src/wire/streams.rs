@@ -25,11 +25,17 @@ use crate::ratelimit::RateLimiter;
 /// Most control messages queued for one peer's writer; a peer that lets it
 /// fill has stopped reading.
 pub const CONTROL_QUEUE: usize = 512;
-/// Most bulk messages (chunks, manifests) queued for one peer's writer; the
-/// upload budget keeps far fewer in flight.
+/// Most bulk messages (chunks, manifests) queued for one lane of a peer's
+/// writer; the upload budget keeps far fewer in flight.
 pub const BULK_QUEUE: usize = 256;
-/// Most streams one peer may have open to us at once (one per connection).
-pub const MAX_INBOUND_PER_PEER: usize = 2;
+/// Streams we open to each peer: the first carries control messages and
+/// bulk, the others bulk only. Each yamux stream starts with a 256 KiB send
+/// window that grows only once yamux has measured a busy round trip, so
+/// one stream on a loaded link is window-bound (256 KiB per round trip);
+/// a few lanes give a peer room for a pipeline's worth of chunks at once.
+pub const LANES: usize = 4;
+/// Most streams one peer may have open to us at once (its lanes, on up to two connections).
+pub const MAX_INBOUND_PER_PEER: usize = 2 * LANES;
 /// Opening our stream to a peer must succeed within this long.
 const OPEN_TIMEOUT: Duration = Duration::from_secs(10);
 /// Small frames are gathered into one write up to this many bytes.
@@ -124,8 +130,10 @@ impl Shared {
 struct Writer {
     /// Haves, asks and short answers: written before any waiting bulk.
     control: mpsc::Sender<Queued>,
-    /// Chunk and manifest answers.
-    bulk: mpsc::Sender<Queued>,
+    /// Chunk and manifest answers, one queue per lane.
+    bulk: Vec<mpsc::Sender<Queued>>,
+    /// The lane the next bulk message goes to.
+    next_lane: usize,
     generation: u64,
 }
 
@@ -173,51 +181,87 @@ impl Streams {
         })
     }
 
-    /// Queues `q` for `peer`, opening our stream to it if needed.
+    /// Queues `q` for `peer`, opening our streams to it as needed (the
+    /// control lane at once, further bulk lanes when bulk first goes to them).
     pub fn send(&mut self, peer: PeerId, q: Queued) -> Result<(), SendError> {
-        let q = match self.writers.get(&peer) {
-            Some(w) => {
-                let queue = if q.is_bulk() { &w.bulk } else { &w.control };
-                return match queue.try_send(q) {
-                    Ok(()) => Ok(()),
-                    Err(mpsc::error::TrySendError::Full(_)) => Err(SendError::Full),
-                    Err(mpsc::error::TrySendError::Closed(_)) => {
-                        self.writers.remove(&peer);
-                        Err(SendError::Closed)
-                    }
-                };
-            }
-            None => q,
+        if !self.writers.contains_key(&peer) {
+            self.generation += 1;
+            let (control, control_rx) = mpsc::channel(CONTROL_QUEUE);
+            let lane0 = self.spawn_lane(peer, control_rx);
+            self.writers.insert(
+                peer,
+                Writer {
+                    control,
+                    bulk: vec![lane0],
+                    next_lane: 0,
+                    generation: self.generation,
+                },
+            );
+        }
+        let Some(w) = self.writers.get_mut(&peer) else {
+            return Err(SendError::Closed);
         };
-        self.generation += 1;
-        let (control, control_rx) = mpsc::channel(CONTROL_QUEUE);
-        let (bulk, bulk_rx) = mpsc::channel(BULK_QUEUE);
-        // A fresh queue has room.
-        let _ = if q.is_bulk() {
-            bulk.try_send(q)
+        let lane = if q.is_bulk() {
+            // Bulk goes round the lanes, so each lane's window carries its share.
+            w.next_lane = (w.next_lane + 1) % LANES;
+            w.next_lane
         } else {
-            control.try_send(q)
+            usize::MAX
         };
+        let needs_lane = lane != usize::MAX && lane >= w.bulk.len();
+        let w_generation = w.generation;
+        if needs_lane {
+            // Extra lanes carry bulk only: their control queue is closed from the start.
+            let tx = self.spawn_lane_of(peer, w_generation, mpsc::channel(1).1);
+            if let Some(w) = self.writers.get_mut(&peer) {
+                w.bulk.push(tx);
+            }
+        }
+        let Some(w) = self.writers.get(&peer) else {
+            return Err(SendError::Closed);
+        };
+        let queue = match w.bulk.get(lane) {
+            Some(b) => b,
+            None => &w.control,
+        };
+        match queue.try_send(q) {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::TrySendError::Full(_)) => Err(SendError::Full),
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                self.writers.remove(&peer);
+                Err(SendError::Closed)
+            }
+        }
+    }
+
+    /// Starts the writer of a new lane of the current generation; returns its bulk queue.
+    fn spawn_lane(
+        &mut self,
+        peer: PeerId,
+        control: mpsc::Receiver<Queued>,
+    ) -> mpsc::Sender<Queued> {
+        self.spawn_lane_of(peer, self.generation, control)
+    }
+
+    fn spawn_lane_of(
+        &mut self,
+        peer: PeerId,
+        generation: u64,
+        control: mpsc::Receiver<Queued>,
+    ) -> mpsc::Sender<Queued> {
+        let (bulk, bulk_rx) = mpsc::channel(BULK_QUEUE);
         tokio::spawn(writer(
             self.control.clone(),
             peer,
-            self.generation,
+            generation,
             Queues {
-                control: control_rx,
+                control,
                 bulk: bulk_rx,
             },
             self.shared.clone(),
             self.events.clone(),
         ));
-        self.writers.insert(
-            peer,
-            Writer {
-                control,
-                bulk,
-                generation: self.generation,
-            },
-        );
-        Ok(())
+        bulk
     }
 
     /// Closes our stream to `peer` once what is queued is written.
