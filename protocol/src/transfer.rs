@@ -69,7 +69,7 @@ impl Default for TransferConfig {
             request_queue_time: Duration::from_millis(500),
             request_timeout: Duration::from_secs(30),
             have_interval: Duration::from_secs(5),
-            have_batch_delay: Duration::from_millis(200),
+            have_batch_delay: Duration::from_millis(100),
             max_peers: 200,
             max_banned: 10_000,
             rate_window: Duration::from_secs(20),
