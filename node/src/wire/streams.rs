@@ -456,7 +456,7 @@ async fn writer(
         };
     drop(control);
     let stall = shared.limits.stall_timeout;
-    let mut buf = Vec::with_capacity(BATCH_BYTES);
+    let mut buf = Vec::new();
     let mut tokens = Vec::new();
     let end = loop {
         let Some(first) = queues.next().await else {
@@ -479,6 +479,8 @@ async fn writer(
             break closed(e.kind() == io::ErrorKind::TimedOut, e.to_string());
         }
         buf.clear();
+        // A lane that carried one large chunk must not hold its size for ever.
+        buf.shrink_to(BATCH_BYTES);
         for token in tokens.drain(..) {
             if events
                 .send(StreamEvent::Sent { peer, token })
