@@ -8,6 +8,7 @@ pub mod behaviour;
 pub mod client;
 pub mod engine;
 pub mod identity;
+pub mod memory;
 pub mod ratelimit;
 pub mod scan;
 pub mod storage;

@@ -358,11 +358,14 @@ async fn run_until_signal(
     // little to report, and many of them share one machine in testnets.
     let every = if progress.is_some() { 500 } else { 2000 };
     let mut tick = tokio::time::interval(Duration::from_millis(every));
+    let mut trim = tokio::time::interval(Duration::from_secs(30));
+    trim.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let signal = shutdown_signal();
     tokio::pin!(signal);
     loop {
         tokio::select! {
             _ = &mut signal => break,
+            _ = trim.tick() => node::memory::release_free_heap(),
             _ = tick.tick() => {
                 if print_addrs && progress.is_none() {
                     if let Ok(addrs) = client.listen_addrs().await {
