@@ -431,6 +431,14 @@ impl<P: Copy + Ord + std::hash::Hash + std::fmt::Debug> Transfer<P> {
         }
     }
 
+    /// Our stream to `peer` broke: chunks sent on it may not have arrived, so
+    /// asking for them again is no longer redundant.
+    pub fn handle_session_reset(&mut self, peer: P) {
+        if let Some(p) = self.peers.get_mut(&peer) {
+            p.delivered = Bitfield::new(p.delivered.len());
+        }
+    }
+
     /// We sent `bytes` of chunk data to `peer`.
     pub fn handle_uploaded(&mut self, now: Instant, peer: P, bytes: u64) {
         if let Some(p) = self.peers.get_mut(&peer) {

@@ -117,7 +117,6 @@ impl Engine {
             StreamEvent::Sent { peer, token } => self.on_sent(peer, token),
             StreamEvent::Broken { peer, why } => {
                 self.strike(peer, &format!("sent a broken frame ({why})"));
-                self.reader_ended(peer);
             }
             StreamEvent::ReaderClosed { peer } => self.reader_ended(peer),
             StreamEvent::WriterClosed {
@@ -170,8 +169,14 @@ impl Engine {
         }
     }
 
-    /// Our stream to `peer` is gone: uploads on it end, asks on it fail.
+    /// Our stream to `peer` is gone: uploads on it end, asks on it fail, and
+    /// what we sent it may not have arrived (asking again is no offence).
     pub(super) fn writer_ended(&mut self, peer: PeerId) {
+        for c in self.contents.values_mut() {
+            if let Some(a) = c.active_mut() {
+                a.transfer.handle_session_reset(peer);
+            }
+        }
         if self.uploads.finish_peer(&peer) > 0 {
             let uploads = &self.uploads;
             self.delivering.retain(|token, _| uploads.is_active(token));

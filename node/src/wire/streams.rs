@@ -34,6 +34,8 @@ pub const BULK_QUEUE: usize = 256;
 /// one stream on a loaded link is window-bound (256 KiB per round trip);
 /// a few lanes give a peer room for a pipeline's worth of chunks at once.
 pub const LANES: usize = 4;
+/// Extra lanes open this far apart (see `spawn_lane_of`).
+const LANE_SPACING: Duration = Duration::from_millis(20);
 /// Most streams one peer may have open to us at once (its lanes, on up to two connections).
 pub const MAX_INBOUND_PER_PEER: usize = 2 * LANES;
 /// Opening our stream to a peer must succeed within this long.
@@ -81,7 +83,8 @@ pub enum StreamEvent {
         refused: bool,
         why: String,
     },
-    /// A stream `peer` opened to us ended.
+    /// The last of the streams `peer` opened to us ended (while one lane
+    /// stays open, its answers may still come).
     ReaderClosed { peer: PeerId },
 }
 
@@ -212,7 +215,8 @@ impl Streams {
         let w_generation = w.generation;
         if needs_lane {
             // Extra lanes carry bulk only: their control queue is closed from the start.
-            let tx = self.spawn_lane_of(peer, w_generation, mpsc::channel(1).1);
+            let delay = LANE_SPACING * lane as u32;
+            let tx = self.spawn_lane_of(peer, w_generation, mpsc::channel(1).1, delay);
             if let Some(w) = self.writers.get_mut(&peer) {
                 w.bulk.push(tx);
             }
@@ -240,7 +244,7 @@ impl Streams {
         peer: PeerId,
         control: mpsc::Receiver<Queued>,
     ) -> mpsc::Sender<Queued> {
-        self.spawn_lane_of(peer, self.generation, control)
+        self.spawn_lane_of(peer, self.generation, control, Duration::ZERO)
     }
 
     fn spawn_lane_of(
@@ -248,9 +252,10 @@ impl Streams {
         peer: PeerId,
         generation: u64,
         control: mpsc::Receiver<Queued>,
+        delay: Duration,
     ) -> mpsc::Sender<Queued> {
         let (bulk, bulk_rx) = mpsc::channel(BULK_QUEUE);
-        tokio::spawn(writer(
+        let writer = writer(
             self.control.clone(),
             peer,
             generation,
@@ -260,7 +265,14 @@ impl Streams {
             },
             self.shared.clone(),
             self.events.clone(),
-        ));
+        );
+        tokio::spawn(async move {
+            // libp2p-stream hands inbound streams over through a one-slot
+            // channel and drops any that arrive while it is full, so lanes
+            // opened in the same instant would be lost on a busy peer.
+            tokio::time::sleep(delay).await;
+            writer.await
+        });
         bulk
     }
 
@@ -375,15 +387,27 @@ async fn reader(
             break StreamEvent::ReaderClosed { peer };
         }
     };
-    if let Ok(mut m) = shared.inbound.lock() {
-        if let Some(n) = m.get_mut(&peer) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                m.remove(&peer);
+    let last = match shared.inbound.lock() {
+        Ok(mut m) => match m.get_mut(&peer) {
+            Some(n) => {
+                *n = n.saturating_sub(1);
+                let last = *n == 0;
+                if last {
+                    m.remove(&peer);
+                }
+                last
             }
-        }
+            None => true,
+        },
+        Err(_) => true,
+    };
+    let broken = matches!(end, StreamEvent::Broken { .. });
+    if broken || last {
+        let _ = events.send(end).await;
     }
-    let _ = events.send(end).await;
+    if broken && last {
+        let _ = events.send(StreamEvent::ReaderClosed { peer }).await;
+    }
 }
 
 /// A writer's two queues.

@@ -659,6 +659,24 @@ fn asking_again_for_a_delivered_chunk_gets_a_peer_choked() {
 }
 
 #[test]
+fn after_a_session_reset_asking_again_is_no_offence() {
+    let t0 = Instant::now();
+    let mut seed = full_seed(8);
+    seed.handle_have(t0, 1u32, &wants_everything()).unwrap();
+    assert!(matches!(
+        seed.handle_chunk_request(t0, 1, 3),
+        ChunkAnswer::Serve(_)
+    ));
+    seed.handle_chunk_delivered(1, 3);
+    // The stream it went out on broke: it may never have arrived.
+    seed.handle_session_reset(1);
+    assert!(matches!(
+        seed.handle_chunk_request(t0, 1, 3),
+        ChunkAnswer::Serve(_)
+    ));
+}
+
+#[test]
 fn news_of_a_chunk_skips_peers_that_want_it_but_are_choked() {
     let data = content(20 * MIN_CHUNK_SIZE as usize);
     let (manifest, tree) = build(&data);
