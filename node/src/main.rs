@@ -362,7 +362,7 @@ async fn run_until_signal(
     // little to report, and many of them share one machine in testnets.
     let every = if progress.is_some() { 500 } else { 2000 };
     let mut tick = tokio::time::interval(Duration::from_millis(every));
-    let mut trim = tokio::time::interval(Duration::from_secs(30));
+    let mut trim = tokio::time::interval(Duration::from_secs(5));
     trim.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let signal = shutdown_signal();
     tokio::pin!(signal);
