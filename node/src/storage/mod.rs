@@ -14,13 +14,14 @@
 //! download) or scanned (a share) before it is read, written or moved into
 //! place, so a file swapped behind our back is an error, not other bytes.
 
+mod handles;
 mod layout;
 pub(crate) mod nofollow;
 mod open;
 mod part;
 mod resume;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::ffi::{OsStr, OsString};
 use std::fmt;
 use std::fs::File;
@@ -36,6 +37,7 @@ use protocol::{Bitfield, ContentId, Manifest};
 use thiserror::Error;
 
 use crate::scan::FileIdentity;
+use handles::HandleCache;
 use layout::{Base, Slot};
 use nofollow::{lstat_at, Identity};
 use part::{Part, CONTENT};
@@ -515,7 +517,7 @@ impl Storage {
 
     #[cfg(test)]
     fn open_handles(&self) -> usize {
-        lock(&self.state).open.map.len()
+        lock(&self.state).open.len()
     }
 }
 
@@ -559,44 +561,6 @@ struct State {
     open: HandleCache,
     /// Files written since they were last synced.
     dirty: HashSet<usize>,
-}
-
-/// A small LRU of open files, so a tree of many files never exhausts descriptors.
-#[derive(Default)]
-struct HandleCache {
-    map: HashMap<usize, (Arc<File>, u64)>,
-    tick: u64,
-}
-
-impl HandleCache {
-    fn get(&mut self, file: usize) -> Option<Arc<File>> {
-        self.tick += 1;
-        let now = self.tick;
-        self.map.get_mut(&file).map(|(f, used)| {
-            *used = now;
-            Arc::clone(f)
-        })
-    }
-
-    fn insert(&mut self, file: usize, handle: Arc<File>, cap: usize) {
-        while self.map.len() >= cap.max(1) {
-            let oldest = self
-                .map
-                .iter()
-                .min_by_key(|(_, (_, used))| *used)
-                .map(|(k, _)| *k);
-            match oldest {
-                Some(k) => self.map.remove(&k),
-                None => break,
-            };
-        }
-        self.tick += 1;
-        self.map.insert(file, (handle, self.tick));
-    }
-
-    fn clear(&mut self) {
-        self.map.clear();
-    }
 }
 
 fn io_err(path: &Path, action: &'static str, source: io::Error) -> StorageError {
