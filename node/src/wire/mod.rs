@@ -4,6 +4,7 @@
 
 pub mod frames;
 pub mod streams;
+mod writer;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
