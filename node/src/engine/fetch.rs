@@ -156,9 +156,9 @@ impl Engine {
         }
     }
 
-    /// A peer that will not take a session stream is dropped from every swarm
-    /// (a connection brings it back as a probe), so we stop opening streams to it.
-    fn leave_swarms(&mut self, peer: PeerId) {
+    /// Drops `peer` from every swarm (a peer that left, or one that will not
+    /// take a session stream: a new connection brings it back as a probe).
+    pub(super) fn leave_swarms(&mut self, peer: PeerId) {
         let now = Instant::now();
         let ids: Vec<ContentId> = self.contents.keys().copied().collect();
         for id in ids {

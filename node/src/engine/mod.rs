@@ -242,14 +242,7 @@ impl Engine {
         self.end_session(peer);
         self.uploads.remove_peer(&peer);
         self.uploads.finish_peer(&peer);
-        let now = Instant::now();
-        let ids: Vec<ContentId> = self.contents.keys().copied().collect();
-        for id in ids {
-            if let Some(a) = self.contents.get_mut(&id).and_then(Content::active_mut) {
-                a.transfer.handle_peer_disconnected(now, peer);
-            }
-            self.drive(id);
-        }
+        self.leave_swarms(peer);
         self.pump_uploads();
     }
 
