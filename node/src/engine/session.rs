@@ -212,11 +212,6 @@ impl<P: Copy + Eq + Hash> Sessions<P> {
         self.peers.contains_key(peer)
     }
 
-    /// Number of sessions.
-    pub fn len(&self) -> usize {
-        self.peers.len()
-    }
-
     /// Whether there are no sessions.
     pub fn is_empty(&self) -> bool {
         self.peers.is_empty()
@@ -303,14 +298,6 @@ impl<P: Copy + Eq + Hash> Sessions<P> {
     pub fn forget_told(&mut self, peer: &P, id: &ContentId) {
         if let Some(s) = self.peers.get_mut(peer) {
             s.told.remove(id);
-        }
-    }
-
-    /// Forgets what was said about `id` (we stopped serving it).
-    pub fn forget_content(&mut self, id: &ContentId) {
-        for s in self.peers.values_mut() {
-            s.told.remove(id);
-            s.heard.remove(id);
         }
     }
 

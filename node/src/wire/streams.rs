@@ -295,11 +295,6 @@ impl Streams {
             false
         }
     }
-
-    /// Whether we have a stream (open or opening) to `peer`.
-    pub fn has_writer(&self, peer: &PeerId) -> bool {
-        self.writers.contains_key(peer)
-    }
 }
 
 async fn accept_loop(
