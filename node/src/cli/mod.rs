@@ -1,0 +1,8 @@
+//! The command line's pieces: flags, the embedded share and get, serving until a signal.
+
+pub mod get;
+pub mod human;
+pub mod net;
+pub mod serve;
+pub mod share;
+pub mod stats_file;
