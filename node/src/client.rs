@@ -30,6 +30,12 @@ pub(crate) enum Command {
         done: oneshot::Sender<Outcome>,
     },
     Stats(oneshot::Sender<Stats>),
+    List(oneshot::Sender<Vec<ContentStatus>>),
+    Stop {
+        id: ContentId,
+        reply: oneshot::Sender<bool>,
+    },
+    Peers(oneshot::Sender<Vec<PeerStatus>>),
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -78,6 +84,66 @@ pub struct Stats {
     pub wire_sent: [u64; 4],
     /// Session bytes received: chunk payload, proofs, control, framing.
     pub wire_received: [u64; 4],
+}
+
+/// Where a content is, as `ls` shows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ContentState {
+    /// Looking for providers and the manifest.
+    Searching,
+    /// The manifest arrived; files are being opened and checked.
+    Opening,
+    /// Exchanging chunks.
+    Fetching,
+    /// Whole; being moved into place.
+    Finishing,
+    /// Whole and served.
+    Seeding,
+}
+
+impl ContentState {
+    /// Lower-case name, as the control API and `ls` print it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Searching => "searching",
+            Self::Opening => "opening",
+            Self::Fetching => "fetching",
+            Self::Finishing => "finishing",
+            Self::Seeding => "seeding",
+        }
+    }
+}
+
+/// One content the node holds.
+#[derive(Clone, Debug)]
+pub struct ContentStatus {
+    /// Its ID.
+    pub id: ContentId,
+    /// Where it is.
+    pub state: ContentState,
+    /// Its name, once the manifest is known.
+    pub name: Option<String>,
+    /// Verified chunks held.
+    pub have: u32,
+    /// Chunks in all (0 until the manifest is known).
+    pub total: u32,
+    /// Content bytes in all (0 until the manifest is known).
+    pub bytes: u64,
+    /// Peers in its swarm (known providers while searching).
+    pub peers: usize,
+    /// Where the whole copy is, once it is whole.
+    pub path: Option<PathBuf>,
+}
+
+/// One connected peer.
+#[derive(Clone, Debug)]
+pub struct PeerStatus {
+    /// Its ID.
+    pub peer: PeerId,
+    /// Addresses we know for it.
+    pub addrs: Vec<Multiaddr>,
+    /// How many of our swarms it is in.
+    pub swarms: usize,
 }
 
 /// A cheap, cloneable handle to a running node.
@@ -170,6 +236,21 @@ impl Client {
         s.wire_sent = self.counters.sent.snapshot();
         s.wire_received = self.counters.received.snapshot();
         Ok(s)
+    }
+
+    /// Every content the node holds.
+    pub async fn list(&self) -> anyhow::Result<Vec<ContentStatus>> {
+        self.ask(Command::List).await
+    }
+
+    /// Stops exchanging and announcing `id` (verified chunks stay on disk); false if unknown.
+    pub async fn stop(&self, id: ContentId) -> anyhow::Result<bool> {
+        self.ask(|reply| Command::Stop { id, reply }).await
+    }
+
+    /// Connected peers.
+    pub async fn peers(&self) -> anyhow::Result<Vec<PeerStatus>> {
+        self.ask(Command::Peers).await
     }
 
     /// Saves resume state and stops the node.

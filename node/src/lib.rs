@@ -25,7 +25,9 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 pub use behaviour::NetConfig;
-pub use client::{Client, Download, GetEvent, Outcome, Stats};
+pub use client::{
+    Client, ContentState, ContentStatus, Download, GetEvent, Outcome, PeerStatus, Stats,
+};
 pub use engine::EngineConfig;
 
 /// Everything needed to start a node.

@@ -54,6 +54,15 @@ impl Engine {
                     ..Stats::default()
                 });
             }
+            Command::List(reply) => {
+                let _ = reply.send(self.content_statuses());
+            }
+            Command::Stop { id, reply } => {
+                let _ = reply.send(self.stop_content(id));
+            }
+            Command::Peers(reply) => {
+                let _ = reply.send(self.peer_statuses());
+            }
             Command::Shutdown(_) => {}
         }
     }

@@ -11,6 +11,7 @@
 
 pub mod config;
 pub mod content;
+mod control;
 mod discovery;
 mod disk;
 mod fetch;
