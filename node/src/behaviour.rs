@@ -4,6 +4,7 @@ use std::num::NonZeroUsize;
 use std::time::Duration;
 
 use libp2p::identity::Keypair;
+use libp2p::metrics::Registry;
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::{
     allow_block_list, connection_limits, identify, kad, memory_connection_limits, noise, tcp,
@@ -90,8 +91,13 @@ impl Default for NetConfig {
     }
 }
 
-/// Builds the swarm: TCP (noise + yamux) and QUIC, with our behaviour.
-pub fn build_swarm(keypair: Keypair, config: &NetConfig) -> anyhow::Result<Swarm<Behaviour>> {
+/// Builds the swarm: TCP (noise + yamux) and QUIC, with our behaviour; the
+/// transports count their bytes into `metrics` (`libp2p_bandwidth_bytes_total`).
+pub fn build_swarm(
+    keypair: Keypair,
+    config: &NetConfig,
+    metrics: &mut Registry,
+) -> anyhow::Result<Swarm<Behaviour>> {
     let config = config.clone();
     let swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
@@ -107,6 +113,7 @@ pub fn build_swarm(keypair: Keypair, config: &NetConfig) -> anyhow::Result<Swarm
             },
         )?
         .with_quic()
+        .with_bandwidth_metrics(metrics)
         .with_behaviour(move |key| {
             let peer_id = key.public().to_peer_id();
             let mut kad_config = kad::Config::new(KAD_PROTOCOL);

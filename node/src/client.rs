@@ -10,6 +10,7 @@ use protocol::merkle::MerkleTree;
 use protocol::{ContentId, Manifest};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::metrics::Metrics;
 use crate::storage::Storage;
 use crate::wire::Counters;
 
@@ -152,6 +153,7 @@ pub struct Client {
     pub(crate) tx: mpsc::Sender<Command>,
     pub(crate) peer_id: PeerId,
     pub(crate) counters: Arc<Counters>,
+    pub(crate) metrics: Arc<Metrics>,
 }
 
 impl Client {
@@ -236,6 +238,11 @@ impl Client {
         s.wire_sent = self.counters.sent.snapshot();
         s.wire_received = self.counters.received.snapshot();
         Ok(s)
+    }
+
+    /// The node's metrics as OpenMetrics text (see [`crate::metrics`]).
+    pub fn metrics_text(&self) -> String {
+        self.metrics.encode()
     }
 
     /// Every content the node holds.

@@ -10,6 +10,7 @@ pub mod daemon;
 pub mod engine;
 pub mod identity;
 pub mod memory;
+pub mod metrics;
 pub mod ratelimit;
 pub mod scan;
 pub mod storage;
@@ -65,7 +66,9 @@ pub fn spawn(keypair: Keypair, config: NodeConfig) -> anyhow::Result<(Client, Jo
         Arc::new(ratelimit::RateLimiter::new(config.net.max_upload)),
         Arc::new(ratelimit::RateLimiter::new(config.net.max_download)),
     );
-    let mut swarm = behaviour::build_swarm(keypair, &config.net)?;
+    let mut registry = libp2p::metrics::Registry::default();
+    let mut swarm = behaviour::build_swarm(keypair, &config.net, &mut registry)?;
+    let metrics = Arc::new(metrics::Metrics::new(registry, counters.clone()));
     for addr in &config.listen {
         swarm
             .listen_on(addr.clone())
@@ -73,13 +76,14 @@ pub fn spawn(keypair: Keypair, config: NodeConfig) -> anyhow::Result<(Client, Jo
     }
     let peer_id = *swarm.local_peer_id();
     let (tx, rx) = mpsc::channel(64);
-    let engine = engine::Engine::new(swarm, config.engine, shared, rx)?;
+    let engine = engine::Engine::new(swarm, config.engine, shared, rx, metrics.clone())?;
     let task = tokio::spawn(engine.run());
     Ok((
         Client {
             tx,
             peer_id,
             counters,
+            metrics,
         },
         task,
     ))

@@ -145,6 +145,14 @@ impl Engine {
         else {
             return;
         };
+        if let QueryResult::GetProviders(r) = &result {
+            if matches!(r, Ok(GetProvidersOk::FoundProviders { .. })) {
+                self.metrics.lookup_found(qid);
+            }
+            if step.last {
+                self.metrics.lookup_finished(qid);
+            }
+        }
         match result {
             QueryResult::GetProviders(Ok(GetProvidersOk::FoundProviders { providers, .. })) => {
                 let Some(&id) = self.provider_queries.get(&qid) else {
@@ -208,6 +216,7 @@ impl Engine {
             .behaviour_mut()
             .kad
             .get_providers(kad::RecordKey::new(id.as_bytes()));
+        self.metrics.lookup_started(qid);
         self.provider_queries.insert(qid, id);
     }
 

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use libp2p::PeerId;
 use protocol::merkle::Hash;
-use protocol::transfer::{Action, ChunkVerdict};
+use protocol::transfer::{Action, ChunkVerdict, TransferError};
 use protocol::wire::{Answer, Ask, Message};
 use protocol::{ContentId, Manifest};
 
@@ -293,6 +293,7 @@ impl Engine {
                 };
                 match answer {
                     Answer::Chunk { data, proof, .. } => {
+                        self.metrics.downloaded(id, data.len() as u64);
                         let leaf = leaf.unwrap_or_else(|| protocol::merkle::hash_leaf(&data));
                         // Verified against the index we asked for, whatever the answer claims.
                         match a.transfer.handle_chunk_hashed(
@@ -304,6 +305,7 @@ impl Engine {
                             &proof,
                         ) {
                             Ok(ChunkVerdict::Store) => {
+                                self.metrics.chunk_verified();
                                 let storage = a.storage.clone();
                                 off_loop(&self.io_tx, move || IoDone::Written {
                                     id,
@@ -311,8 +313,13 @@ impl Engine {
                                     result: with_storage(&storage, |s| s.write_chunk(index, &data)),
                                 });
                             }
-                            Ok(ChunkVerdict::Duplicate) => {}
-                            Err(e) => tracing::warn!(%peer, index, "rejected chunk: {e}"),
+                            Ok(ChunkVerdict::Duplicate) => self.metrics.chunk_duplicate(),
+                            Err(e) => {
+                                if matches!(e, TransferError::BadChunk(_)) {
+                                    self.metrics.chunk_rejected();
+                                }
+                                tracing::warn!(%peer, index, "rejected chunk: {e}");
+                            }
                         }
                     }
                     Answer::Choked => a.transfer.handle_choked(now, peer, index),

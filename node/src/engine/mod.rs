@@ -34,6 +34,7 @@ pub use config::EngineConfig;
 
 use crate::behaviour::{Behaviour, BehaviourEvent};
 use crate::client::Command;
+use crate::metrics::{Metrics, Tracker};
 use crate::strikes::{Strikes, Verdict};
 use crate::uploads::{UploadLimits, UploadQueue};
 use crate::wire::streams::{Shared, StreamEvent, Streams};
@@ -83,6 +84,8 @@ pub struct Engine {
     stalled: Vec<PeerId>,
     /// Peers whose writer was found closed during this event.
     dead_writers: Vec<PeerId>,
+    /// Metrics the loop updates.
+    metrics: Tracker,
 }
 
 impl Engine {
@@ -91,6 +94,7 @@ impl Engine {
         config: EngineConfig,
         shared: Arc<Shared>,
         commands: mpsc::Receiver<Command>,
+        metrics: Arc<Metrics>,
     ) -> anyhow::Result<Self> {
         let (io_tx, io_rx) = mpsc::channel(1024);
         let (stream_tx, stream_rx) = mpsc::channel(STREAM_EVENTS);
@@ -145,6 +149,7 @@ impl Engine {
             delivering: HashMap::new(),
             stalled: Vec::new(),
             dead_writers: Vec::new(),
+            metrics: Tracker::new(metrics),
         })
     }
 
@@ -178,6 +183,7 @@ impl Engine {
                 _ = tick.tick(), if !self.contents.is_empty() || !self.sessions.is_empty() => self.on_tick(),
             }
             self.handle_stalled();
+            self.metrics.prune_if_changed(&self.contents);
         }
     }
 
@@ -195,6 +201,7 @@ impl Engine {
     }
 
     fn on_swarm_event(&mut self, ev: SwarmEvent<BehaviourEvent>) {
+        self.metrics.record_swarm(&ev);
         match ev {
             SwarmEvent::NewListenAddr { address, .. } => self.on_new_listen_addr(address),
             SwarmEvent::ConnectionEstablished {
@@ -204,6 +211,7 @@ impl Engine {
                 ..
             } => {
                 self.connected.insert(peer_id);
+                self.metrics.set_connected(self.connected.len());
                 if num_established.get() == 1 {
                     let ids: Vec<ContentId> = self.contents.keys().copied().collect();
                     for id in ids {
@@ -227,6 +235,7 @@ impl Engine {
             } => {
                 if num_established == 0 {
                     self.connected.remove(&peer_id);
+                    self.metrics.set_connected(self.connected.len());
                     self.on_peer_gone(peer_id);
                 }
             }
@@ -249,6 +258,7 @@ impl Engine {
 
     fn ban(&mut self, peer: PeerId) {
         if self.banned_set.insert(peer) {
+            self.metrics.banned();
             self.banned.push_back(peer);
             // Bounded: the oldest ban is lifted to make room.
             while self.banned.len() > self.config.max_banned_peers.max(1) {
@@ -318,5 +328,21 @@ impl Engine {
         for id in ids {
             self.tick_content(now, id);
         }
+        if self.metrics.unchoked_due(now) {
+            let unchoked = self
+                .contents
+                .values()
+                .filter_map(|c| match &c.phase {
+                    Phase::Active(a) => Some(a),
+                    _ => None,
+                })
+                .flat_map(|a| {
+                    let t = &a.transfer;
+                    t.peers()
+                        .filter(|p| t.peer_stats(p).is_some_and(|s| !s.choked_by_us))
+                });
+            self.metrics.set_unchoked(unchoked);
+        }
+        self.metrics.prune(&self.contents);
     }
 }

@@ -212,7 +212,9 @@ impl Engine {
     pub(super) fn on_sent(&mut self, peer: PeerId, token: u64) {
         if let Some((id, index)) = self.delivering.remove(&token) {
             if let Some(a) = self.contents.get_mut(&id).and_then(Content::active_mut) {
+                let bytes = a.transfer.manifest().chunk_len(index);
                 a.transfer.handle_chunk_delivered(peer, index);
+                self.metrics.uploaded(id, u64::from(bytes));
             }
         }
         if self.uploads.finished(token) {
