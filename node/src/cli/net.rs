@@ -34,6 +34,9 @@ pub struct NetArgs {
     /// Rewrite this file every 500 ms with JSON counters (for scripts).
     #[arg(long)]
     pub stats_file: Option<PathBuf>,
+    /// Serve Prometheus metrics at http://ADDR/metrics, e.g. 127.0.0.1:9898. No authentication: keep it on loopback.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 /// The data directory: `--data-dir`, else the XDG data home.
@@ -75,6 +78,10 @@ pub async fn start(net: &NetArgs, find_timeout: Option<Duration>) -> anyhow::Res
         config.engine.find_timeout = t;
     }
     let (client, _task) = node::spawn(keypair, config)?;
+    if let Some(addr) = net.metrics {
+        let (bound, _server) = node::metrics::start_metrics_server(addr, client.clone()).await?;
+        eprintln!("serving metrics on http://{bound}/metrics");
+    }
     if !net.bootstrap.is_empty() {
         let n = tokio::time::timeout(Duration::from_secs(20), client.bootstrapped())
             .await
