@@ -15,6 +15,7 @@ pub mod ratelimit;
 pub mod scan;
 pub mod storage;
 pub mod strikes;
+pub mod units;
 pub mod uploads;
 pub mod wire;
 

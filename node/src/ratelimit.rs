@@ -1,4 +1,4 @@
-//! Token-bucket rate limits for upload and download, and parsing of `8mbit`-style rates.
+//! Token-bucket rate limits for upload and download.
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -73,74 +73,12 @@ impl RateLimiter {
     }
 }
 
-/// Parses a rate such as `8mbit`, `2MiB`, `500k`, `1.5MB/s` into bytes per second.
-///
-/// Decimal prefixes (k, M, G) are powers of 1000, binary ones (KiB, MiB, GiB)
-/// powers of 1024; a `bit` suffix means bits. `0`, `none` and `unlimited` mean no limit.
-pub fn parse_rate(s: &str) -> Result<Option<u64>, String> {
-    let t = s.trim().to_ascii_lowercase();
-    let t = t.strip_suffix("/s").unwrap_or(&t).trim();
-    if t.is_empty() {
-        return Err("empty rate".into());
-    }
-    if matches!(t, "none" | "unlimited") {
-        return Ok(None);
-    }
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let value: f64 = num.parse().map_err(|_| {
-        format!("{s:?}: expected a number followed by a unit such as 8mbit or 2MiB")
-    })?;
-    let unit = unit.trim();
-    let (scale, bits) = match unit {
-        "" | "b" => (1.0, false),
-        "k" | "kb" => (1e3, false),
-        "m" | "mb" => (1e6, false),
-        "g" | "gb" => (1e9, false),
-        "kib" => (1024.0, false),
-        "mib" => (1024.0 * 1024.0, false),
-        "gib" => (1024.0 * 1024.0 * 1024.0, false),
-        "bit" => (1.0, true),
-        "kbit" => (1e3, true),
-        "mbit" => (1e6, true),
-        "gbit" => (1e9, true),
-        other => {
-            return Err(format!(
-            "{s:?}: unknown unit {other:?}; use B, kB, MB, GB, KiB, MiB, GiB, kbit, mbit or gbit"
-        ))
-        }
-    };
-    let bytes = value * scale / if bits { 8.0 } else { 1.0 };
-    if !bytes.is_finite() || !(0.0..=1e15).contains(&bytes) {
-        return Err(format!("{s:?}: rate out of range"));
-    }
-    if bytes == 0.0 {
-        return Ok(None);
-    }
-    Ok(Some(bytes.max(1.0) as u64))
-}
+/// The rate parser, kept at this path for its callers; it lives in [`crate::units`].
+pub use crate::units::parse_rate;
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn parses_common_forms() {
-        assert_eq!(parse_rate("8mbit"), Ok(Some(1_000_000)));
-        assert_eq!(parse_rate("2MiB"), Ok(Some(2 * 1024 * 1024)));
-        assert_eq!(parse_rate("500k"), Ok(Some(500_000)));
-        assert_eq!(parse_rate("1.5MB/s"), Ok(Some(1_500_000)));
-        assert_eq!(parse_rate("1234"), Ok(Some(1234)));
-        assert_eq!(parse_rate("0"), Ok(None));
-        assert_eq!(parse_rate("unlimited"), Ok(None));
-        assert!(parse_rate("fast").is_err());
-        assert!(parse_rate("10 parsecs")
-            .unwrap_err()
-            .contains("unknown unit"));
-        assert!(parse_rate("").is_err());
-    }
 
     #[tokio::test(start_paused = true)]
     async fn limiter_paces_to_the_rate() {

@@ -5,7 +5,6 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use node::ratelimit::parse_rate;
 
 use super::human::human;
 use super::net::{start, NetArgs};
@@ -59,9 +58,12 @@ pub fn parse_chunk_size(s: &str) -> anyhow::Result<Option<u32>> {
     if s.eq_ignore_ascii_case("auto") {
         return Ok(None);
     }
-    let bytes = parse_rate(s)
-        .map_err(|e| anyhow::anyhow!("invalid chunk size: {e}"))?
-        .context("invalid chunk size: give a size such as 256KiB, or auto")?;
+    let bytes =
+        node::units::parse_size(s).map_err(|e| anyhow::anyhow!("invalid chunk size: {e}"))?;
+    anyhow::ensure!(
+        bytes > 0,
+        "invalid chunk size: give a size such as 256KiB, or auto"
+    );
     u32::try_from(bytes)
         .map(Some)
         .context("chunk size too large")
