@@ -4,8 +4,43 @@ use std::io::Write;
 use std::path::Path;
 
 use node::Client;
+use serde::Serialize;
 
 use super::net::NetArgs;
+
+/// What the file holds; field names and order are the format scripts read.
+#[derive(Debug, Serialize)]
+struct StatsJson {
+    peer_id: String,
+    uploaded: u64,
+    downloaded: u64,
+    have: u32,
+    total: u32,
+    peers: usize,
+    banned: Vec<String>,
+    wire_sent: WireBytes,
+    wire_received: WireBytes,
+}
+
+/// Session bytes by kind.
+#[derive(Debug, Serialize)]
+struct WireBytes {
+    payload: u64,
+    proofs: u64,
+    control: u64,
+    framing: u64,
+}
+
+impl From<[u64; 4]> for WireBytes {
+    fn from([payload, proofs, control, framing]: [u64; 4]) -> Self {
+        Self {
+            payload,
+            proofs,
+            control,
+            framing,
+        }
+    }
+}
 
 /// Rewrites the stats file if it changed.
 pub async fn write_stats(client: &Client, net: &NetArgs, progress: Option<(u32, u32)>) {
@@ -16,24 +51,21 @@ pub async fn write_stats(client: &Client, net: &NetArgs, progress: Option<(u32, 
         return;
     };
     let (have, total) = progress.unwrap_or((0, 0));
-    // Peer IDs are base58: safe inside JSON strings as they are.
-    let banned: Vec<String> = s.banned.iter().map(|p| format!("\"{p}\"")).collect();
-    let kinds = |b: [u64; 4]| {
-        format!(
-            "{{\"payload\":{},\"proofs\":{},\"control\":{},\"framing\":{}}}",
-            b[0], b[1], b[2], b[3]
-        )
+    let stats = StatsJson {
+        peer_id: client.peer_id().to_string(),
+        uploaded: s.uploaded,
+        downloaded: s.downloaded,
+        have,
+        total,
+        peers: s.connected_peers,
+        banned: s.banned.iter().map(ToString::to_string).collect(),
+        wire_sent: s.wire_sent.into(),
+        wire_received: s.wire_received.into(),
     };
-    let json = format!(
-        "{{\"peer_id\":\"{}\",\"uploaded\":{},\"downloaded\":{},\"have\":{have},\"total\":{total},\"peers\":{},\"banned\":[{}],\"wire_sent\":{},\"wire_received\":{}}}\n",
-        client.peer_id(),
-        s.uploaded,
-        s.downloaded,
-        s.connected_peers,
-        banned.join(","),
-        kinds(s.wire_sent),
-        kinds(s.wire_received)
-    );
+    let Ok(mut json) = serde_json::to_string(&stats) else {
+        return;
+    };
+    json.push('\n');
     // An idle node rewrites nothing: many nodes on one machine stay idle.
     static LAST: std::sync::Mutex<String> = std::sync::Mutex::new(String::new());
     let mut last = LAST.lock().unwrap_or_else(|e| e.into_inner());
@@ -61,4 +93,31 @@ fn write_new_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         .create_new(true)
         .open(path)?;
     f.write_all(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keeps_the_keys_and_shape_scripts_read() {
+        let stats = StatsJson {
+            peer_id: "12D3KooWabc".into(),
+            uploaded: 10,
+            downloaded: 20,
+            have: 3,
+            total: 4,
+            peers: 2,
+            banned: vec!["12D3KooWbad".into()],
+            wire_sent: [1, 2, 3, 4].into(),
+            wire_received: [5, 6, 7, 8].into(),
+        };
+        assert_eq!(
+            serde_json::to_string(&stats).unwrap(),
+            "{\"peer_id\":\"12D3KooWabc\",\"uploaded\":10,\"downloaded\":20,\"have\":3,\"total\":4,\
+             \"peers\":2,\"banned\":[\"12D3KooWbad\"],\
+             \"wire_sent\":{\"payload\":1,\"proofs\":2,\"control\":3,\"framing\":4},\
+             \"wire_received\":{\"payload\":5,\"proofs\":6,\"control\":7,\"framing\":8}}"
+        );
+    }
 }
