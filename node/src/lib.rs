@@ -6,6 +6,7 @@
 
 pub mod behaviour;
 pub mod client;
+pub mod config_file;
 pub mod daemon;
 pub mod engine;
 pub mod identity;

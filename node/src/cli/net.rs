@@ -39,10 +39,39 @@ pub struct NetArgs {
     pub metrics: Option<std::net::SocketAddr>,
 }
 
+/// The data dir's lock, held by a process that runs a node.
+static NODE_LOCK: std::sync::OnceLock<node::daemon::lock::DaemonLock> = std::sync::OnceLock::new();
+
+/// Commands that only talk to a daemon need just its data directory.
+#[derive(Args, Clone)]
+pub struct DirArgs {
+    /// The daemon's data dir (default: $XDG_DATA_HOME/kadswarm or ~/.local/share/kadswarm).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+}
+
+impl DirArgs {
+    /// The daemon running on this data dir, or an error saying how to start one.
+    pub async fn remote(&self) -> anyhow::Result<super::remote::Remote> {
+        let dir = dir_or_default(self.data_dir.as_deref());
+        super::remote::Remote::find(&dir).await?.with_context(|| {
+            format!(
+                "no node daemon runs on data dir {}; start one with `node join --data-dir {}`",
+                dir.display(),
+                dir.display()
+            )
+        })
+    }
+}
+
 /// The data directory: `--data-dir`, else the XDG data home.
 pub fn data_dir(net: &NetArgs) -> PathBuf {
-    if let Some(d) = &net.data_dir {
-        return d.clone();
+    dir_or_default(net.data_dir.as_deref())
+}
+
+fn dir_or_default(dir: Option<&Path>) -> PathBuf {
+    if let Some(d) = dir {
+        return d.to_path_buf();
     }
     let base = std::env::var_os("XDG_DATA_HOME")
         .map(PathBuf::from)
@@ -55,34 +84,59 @@ pub fn data_dir(net: &NetArgs) -> PathBuf {
 pub async fn start(net: &NetArgs, find_timeout: Option<Duration>) -> anyhow::Result<Client> {
     let dir = data_dir(net);
     let keypair = node::identity::load_or_create(&dir)?;
+    // Held until the process exits: one node per identity.
+    let lock = node::daemon::lock::DaemonLock::acquire(&dir)?;
+    if NODE_LOCK.set(lock).is_err() {
+        anyhow::bail!("a node was already started in this process");
+    }
+    // Flags win; config.toml in the data dir supplies the rest.
+    let file = node::config_file::FileConfig::load(&dir)?;
     let mut config = NodeConfig::loopback();
-    config.listen = if net.listen.is_empty() {
+    config.listen = if !net.listen.is_empty() {
+        net.listen.clone()
+    } else if !file.listen.is_empty() {
+        file.listen.clone()
+    } else {
         vec![
             "/ip4/0.0.0.0/tcp/0".parse()?,
             "/ip4/0.0.0.0/udp/0/quic-v1".parse()?,
         ]
-    } else {
-        net.listen.clone()
     };
-    let rate = |flag: &str, v: &Option<String>| -> anyhow::Result<Option<u64>> {
+    let rate = |flag: &str, v: Option<&String>| -> anyhow::Result<Option<u64>> {
         match v {
             Some(v) => parse_rate(v).map_err(|e| anyhow::anyhow!("invalid {flag}: {e}")),
             None => Ok(None),
         }
     };
-    config.net.max_upload = rate("--max-upload", &net.max_upload)?;
-    config.net.max_download = rate("--max-download", &net.max_download)?;
-    config.engine.bootstrap = net.bootstrap.clone();
-    config.engine.transfer.upload_enabled = !net.no_upload;
+    config.net.max_upload = rate("--max-upload", net.max_upload.as_ref().or(file.max_upload.as_ref()))?;
+    config.net.max_download = rate(
+        "--max-download",
+        net.max_download.as_ref().or(file.max_download.as_ref()),
+    )?;
+    config.engine.bootstrap = if net.bootstrap.is_empty() {
+        file.bootstrap.clone()
+    } else {
+        net.bootstrap.clone()
+    };
+    config.engine.transfer.upload_enabled = !(net.no_upload || file.no_upload);
     if let Some(t) = find_timeout {
         config.engine.find_timeout = t;
     }
+    let config_bootstrap_empty = config.engine.bootstrap.is_empty();
     let (client, _task) = node::spawn(keypair, config)?;
-    if let Some(addr) = net.metrics {
+    let metrics = match (net.metrics, &file.metrics) {
+        (Some(a), _) => Some(a),
+        (None, Some(text)) => Some(
+            text.parse()
+                .with_context(|| format!("invalid metrics = {text:?} in config.toml: give ADDR:PORT"))?,
+        ),
+        (None, None) => None,
+    };
+    if let Some(addr) = metrics {
         let (bound, _server) = node::metrics::start_metrics_server(addr, client.clone()).await?;
         eprintln!("serving metrics on http://{bound}/metrics");
     }
-    if !net.bootstrap.is_empty() {
+    if !config_bootstrap_empty {
         let n = tokio::time::timeout(Duration::from_secs(20), client.bootstrapped())
             .await
             .context("timed out reaching the bootstrap peers")??;

@@ -1,5 +1,7 @@
-//! One daemon per data directory: an exclusive `flock` on `daemon.lock`,
-//! held for the daemon's life and released by the kernel when it exits.
+//! One node per data directory (a daemon, or a share/get without one): an
+//! exclusive `flock` on `daemon.lock`, held for the node's life and released
+//! by the kernel when it exits. Two nodes with one identity would each dial
+//! the other as itself.
 
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -12,13 +14,13 @@ use rustix::fs::{flock, FlockOperation};
 /// The lock file's name in the data directory.
 pub const LOCK_FILE: &str = "daemon.lock";
 
-/// Held while the daemon runs.
+/// Held while the node runs.
 pub struct DaemonLock {
     _file: File,
 }
 
 impl DaemonLock {
-    /// Takes the lock of `data_dir`, or says that another daemon holds it.
+    /// Takes the lock of `data_dir`, or says that another node holds it.
     pub fn acquire(data_dir: &Path) -> anyhow::Result<Self> {
         let path = data_dir.join(LOCK_FILE);
         let file = OpenOptions::new()
@@ -33,8 +35,9 @@ impl DaemonLock {
         match flock(&file, FlockOperation::NonBlockingLockExclusive) {
             Ok(()) => Ok(Self { _file: file }),
             Err(e) if io::Error::from(e).kind() == io::ErrorKind::WouldBlock => bail!(
-                "another node daemon is already running on data dir {}; \
-                 talk to it with `node share/get/ls --data-dir {}`, or stop it first",
+                "another node is already running on data dir {}: a daemon (`node join`; \
+                 talk to it with `node ls/share/get --data-dir {}`) or a share/get \
+                 without one; give this node its own --data-dir",
                 data_dir.display(),
                 data_dir.display()
             ),

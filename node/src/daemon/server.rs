@@ -8,14 +8,12 @@ use anyhow::Context;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use super::lock::DaemonLock;
 use super::views::ControlInfo;
 use super::{api, private_file, Daemon, CONTROL_FILE};
 use crate::client::Client;
 
 /// A running control API; `stop` it before exiting.
 pub struct Running {
-    _lock: DaemonLock,
     control: PathBuf,
     shutdown: oneshot::Sender<()>,
     task: JoinHandle<()>,
@@ -24,8 +22,8 @@ pub struct Running {
 }
 
 /// Serves the control API for `client` on 127.0.0.1 and resumes the items
-/// kept in `data_dir`. `lock` proves no other daemon uses the directory.
-pub async fn start(client: Client, data_dir: &Path, lock: DaemonLock) -> anyhow::Result<Running> {
+/// kept in `data_dir`. The caller holds the data dir's [`super::lock::DaemonLock`].
+pub async fn start(client: Client, data_dir: &Path) -> anyhow::Result<Running> {
     let daemon = Daemon::new(client, data_dir)?;
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
         .await
@@ -58,7 +56,6 @@ pub async fn start(client: Client, data_dir: &Path, lock: DaemonLock) -> anyhow:
     Arc::clone(&daemon).resume_all();
     tracing::info!("control API on {url}");
     Ok(Running {
-        _lock: lock,
         control,
         shutdown,
         task,
