@@ -35,11 +35,7 @@ pub async fn resolve(explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
     if beside.is_file() && !under_cargo {
         return Ok(beside);
     }
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .map(|p| p.join("Cargo.toml"))
-        .filter(|p| p.is_file());
-    let Some(manifest) = workspace else {
+    let Some(manifest) = workspace_manifest() else {
         if beside.is_file() {
             return Ok(beside);
         }
@@ -90,22 +86,94 @@ pub fn package_env_vars() -> Vec<std::ffi::OsString> {
         .collect()
 }
 
-async fn build(manifest: &Path, target_dir: &Path) -> anyhow::Result<()> {
+/// A cargo profile the node binary is built with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Profile {
+    /// `target/debug/node`.
+    Debug,
+    /// `target/release/node`.
+    Release,
+}
+
+impl Profile {
+    /// The profile this crate was compiled with: what a test harness built
+    /// alongside it should run.
+    pub fn current() -> Self {
+        if cfg!(debug_assertions) {
+            Profile::Debug
+        } else {
+            Profile::Release
+        }
+    }
+
+    fn dir(self) -> &'static str {
+        match self {
+            Profile::Debug => "debug",
+            Profile::Release => "release",
+        }
+    }
+}
+
+/// Builds the workspace's node binary with `profile` into the target
+/// directory the running executable lives in, blocking, and returns its path.
+///
+/// For test harnesses (which run from `target/<profile>/deps/`): cargo
+/// makes it a no-op when the binary is fresh.
+pub fn build_blocking(profile: Profile) -> anyhow::Result<PathBuf> {
+    let manifest = workspace_manifest()
+        .context("the kadswarm sources are not here to build the node binary")?;
+    let exe = std::env::current_exe().context("cannot locate the running executable")?;
+    let exe_dir = exe
+        .parent()
+        .context("the running executable has no parent directory")?;
+    let target_dir = target_dir_of(exe_dir);
+    let status = cargo_build(&manifest, &target_dir, profile)
+        .status()
+        .context("cannot run cargo to build the node binary")?;
+    if !status.success() {
+        bail!("building the node binary failed ({status}); fix the build");
+    }
+    let built = target_dir.join(profile.dir()).join("node");
+    if !built.is_file() {
+        bail!("cargo build succeeded but {} is missing", built.display());
+    }
+    Ok(built)
+}
+
+/// The workspace's Cargo.toml, if these sources are still where they were built.
+fn workspace_manifest() -> Option<PathBuf> {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(|p| p.join("Cargo.toml"))
+        .filter(|p| p.is_file())
+}
+
+/// `cargo build -p node` of `profile`, without the variables of the package cargo is running.
+fn cargo_build(manifest: &Path, target_dir: &Path, profile: Profile) -> std::process::Command {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    eprintln!("testnet: building the node binary (cargo build --release -p node)");
-    let mut cmd = tokio::process::Command::new(&cargo);
+    let mut cmd = std::process::Command::new(cargo);
     for k in package_env_vars() {
         cmd.env_remove(k);
     }
-    let status = cmd
-        .args(["build", "--release", "-p", "node", "--manifest-path"])
+    cmd.args(["build", "-p", "node", "--bin", "node", "--manifest-path"])
         .arg(manifest)
         .arg("--target-dir")
-        .arg(target_dir)
+        .arg(target_dir);
+    if profile == Profile::Release {
+        cmd.arg("--release");
+    }
+    cmd
+}
+
+async fn build(manifest: &Path, target_dir: &Path) -> anyhow::Result<()> {
+    eprintln!("testnet: building the node binary (cargo build --release -p node)");
+    let mut cmd =
+        tokio::process::Command::from(cargo_build(manifest, target_dir, Profile::Release));
+    let status = cmd
         .kill_on_drop(true)
         .status()
         .await
-        .with_context(|| format!("cannot run {}", Path::new(&cargo).display()))?;
+        .context("cannot run cargo to build the node binary")?;
     if !status.success() {
         bail!("building the node binary failed ({status}); fix the build or pass --node-bin PATH");
     }

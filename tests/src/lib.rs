@@ -1,8 +1,16 @@
 //! Shared helpers for the workspace integration tests: content generation,
-//! hashing, and locating (building if needed) the `node` binary.
+//! hashing, locating (building if needed) the `node` binary and running it.
+//! The machinery is the testnet's (datagen, nodebin, procs); this crate adds
+//! what a test wants from it: panics that carry the node's log.
 
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
+use std::process::ExitStatus;
 use std::sync::OnceLock;
+use std::time::Duration;
+
+use testnet::nodebin;
+use testnet::procs::blocking::Process;
 
 /// Test content and its hash: the same generator and hasher the testnet tools use.
 pub use testnet::datagen::{generate as write_random_file, sha256_file};
@@ -24,30 +32,8 @@ pub fn node_bin() -> PathBuf {
             );
             return bin;
         }
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-        let release = !cfg!(debug_assertions);
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut cmd = std::process::Command::new(cargo);
-        cmd.current_dir(&root)
-            .args(["build", "-p", "node", "--bin", "node"]);
-        if release {
-            cmd.arg("--release");
-        }
-        for k in testnet::nodebin::package_env_vars() {
-            cmd.env_remove(k);
-        }
-        let status = cmd
-            .status()
-            .expect("cannot run cargo to build the node binary");
-        assert!(status.success(), "building the node binary failed");
-        let target = std::env::var_os("CARGO_TARGET_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| root.join("target"));
-        let bin = target
-            .join(if release { "release" } else { "debug" })
-            .join("node");
-        assert!(bin.exists(), "node binary not found at {}", bin.display());
-        bin
+        nodebin::build_blocking(nodebin::Profile::current())
+            .unwrap_or_else(|e| panic!("no node binary to test: {e:#}"))
     })
     .clone()
 }
@@ -55,52 +41,32 @@ pub fn node_bin() -> PathBuf {
 /// A `node` process started the way a user would, killed (SIGKILL) and reaped on drop.
 ///
 /// Its stdout lines arrive on a channel; its stderr goes to `<log_dir>/<name>.log`.
+/// The process handling is testnet's ([`Process`]); this adds the tests'
+/// policy: panic, with the node's whole log, when it does not behave.
 pub struct NodeProc {
     /// Label used in messages and the log file name.
     pub name: String,
-    child: std::process::Child,
-    lines: std::sync::mpsc::Receiver<String>,
-    log: PathBuf,
+    proc: Process,
 }
 
 impl NodeProc {
     /// Starts `node <args>`; logs go to `log_dir`.
     pub fn start(name: &str, log_dir: &Path, args: &[&str]) -> NodeProc {
-        use std::process::{Command, Stdio};
         let log = log_dir.join(format!("{name}.log"));
-        let stderr = std::fs::File::create(&log).expect("create log file");
-        let mut child = Command::new(node_bin())
-            .args(args)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(stderr)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start node {name}: {e}"));
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (tx, lines) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            use std::io::BufRead;
-            for line in std::io::BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let args: Vec<OsString> = args.iter().map(OsString::from).collect();
+        let proc = Process::spawn(name, &node_bin(), &args, &[("RUST_LOG", "info")], &log)
+            .unwrap_or_else(|e| panic!("cannot start node {name}: {e:#}"));
         NodeProc {
             name: name.to_string(),
-            child,
-            lines,
-            log,
+            proc,
         }
     }
 
     /// The next stdout line, or a panic with the log if none comes within `timeout`.
-    pub fn next_line(&mut self, timeout: std::time::Duration) -> String {
-        match self.lines.recv_timeout(timeout) {
-            Ok(line) => line,
-            Err(_) => panic!(
+    pub fn next_line(&mut self, timeout: Duration) -> String {
+        match self.proc.next_line(timeout) {
+            Some(line) => line,
+            None => panic!(
                 "{}: no stdout line within {timeout:?}; log:\n{}",
                 self.name,
                 self.log_text()
@@ -109,60 +75,47 @@ impl NodeProc {
     }
 
     /// Waits for the process to exit; panics with the log after `timeout`.
-    pub fn wait(&mut self, timeout: std::time::Duration) -> std::process::ExitStatus {
-        let deadline = std::time::Instant::now() + timeout;
-        loop {
-            match self.child.try_wait() {
-                Ok(Some(status)) => return status,
-                Ok(None) if std::time::Instant::now() < deadline => {
-                    std::thread::sleep(std::time::Duration::from_millis(50))
-                }
-                _ => {
-                    let _ = self.child.kill();
-                    panic!(
-                        "{}: still running after {timeout:?}; log:\n{}",
-                        self.name,
-                        self.log_text()
-                    );
-                }
+    pub fn wait(&mut self, timeout: Duration) -> ExitStatus {
+        match self.proc.wait_timeout(timeout) {
+            Ok(Some(status)) => status,
+            Ok(None) => {
+                self.proc.kill();
+                panic!(
+                    "{}: still running after {timeout:?}; log:\n{}",
+                    self.name,
+                    self.log_text()
+                );
             }
+            Err(e) => panic!("{}: cannot wait for it: {e}", self.name),
         }
     }
 
     /// The process ID (for reading its memory use from /proc).
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.proc.pid()
     }
 
     /// All stdout lines printed so far and not yet read; once the process
     /// has exited, every line up to its end (the reader thread may lag).
     pub fn remaining_lines(&mut self) -> Vec<String> {
-        if matches!(self.child.try_wait(), Ok(Some(_))) {
-            let mut all = Vec::new();
-            // The channel closes when the reader thread reaches end of output.
-            while let Ok(line) = self.lines.recv_timeout(std::time::Duration::from_secs(5)) {
-                all.push(line);
-            }
-            return all;
-        }
-        self.lines.try_iter().collect()
+        let lines = self.proc.remaining_lines();
+        assert_eq!(
+            self.proc.lines_dropped(),
+            0,
+            "{}: stdout lines were dropped unread; read them sooner",
+            self.name
+        );
+        lines
     }
 
     /// Kills with SIGKILL (no chance to save state) and reaps.
     pub fn kill9(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.proc.kill();
     }
 
     /// The process's stderr so far.
     pub fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for NodeProc {
-    fn drop(&mut self) {
-        self.kill9();
+        self.proc.log_text()
     }
 }
 
@@ -180,7 +133,7 @@ pub fn start_bootstrap(log_dir: &Path) -> (NodeProc, String) {
             path_str(&data),
         ],
     );
-    let addr = boot.next_line(std::time::Duration::from_secs(30));
+    let addr = boot.next_line(Duration::from_secs(30));
     assert!(
         addr.starts_with("/ip4/127.0.0.1/tcp/") && addr.contains("/p2p/"),
         "join printed {addr:?}, not a full multiaddr"
@@ -253,7 +206,7 @@ pub fn start_seeder(
     ];
     args.extend_from_slice(extra);
     let mut seeder = NodeProc::start(name, log_dir, &args);
-    let id = seeder.next_line(std::time::Duration::from_secs(60));
+    let id = seeder.next_line(Duration::from_secs(60));
     assert!(
         id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit()),
         "share printed {id:?}, not a content ID"

@@ -1,6 +1,5 @@
 //! `node get` run embedded: find providers, fetch, verify, then seed or exit.
 
-use std::io::Write;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -8,18 +7,39 @@ use anyhow::{bail, Context};
 use node::GetEvent;
 use protocol::ContentId;
 
-use super::human::human;
 use super::net::{check_writable, start, NetArgs};
+use super::output::Output;
 use super::serve::{run_until_signal, shutdown_signal};
 use super::stats_file::write_stats;
 
-/// Fetches `id` into `out` with a node of its own; seeds afterwards unless `no_seed`.
+/// How often progress reaches the output (each asks the engine for its byte count).
+const PROGRESS_EVERY: Duration = Duration::from_millis(200);
+
+/// Fetches `id` into `out` with a node of its own; seeds afterwards unless
+/// `no_seed`. `json`: events as JSON lines on stdout (see cli::output).
 pub async fn get(
     id: String,
     out: PathBuf,
     no_seed: bool,
     find_timeout: u64,
     net: NetArgs,
+    json: bool,
+) -> anyhow::Result<()> {
+    let mut output = Output::new(json);
+    let r = fetch(id, out, no_seed, find_timeout, net, &mut output).await;
+    if let Err(e) = &r {
+        output.failed(&format!("{e:#}"));
+    }
+    r
+}
+
+async fn fetch(
+    id: String,
+    out: PathBuf,
+    no_seed: bool,
+    find_timeout: u64,
+    net: NetArgs,
+    output: &mut Output,
 ) -> anyhow::Result<()> {
     let launched = Instant::now();
     let id: ContentId = id
@@ -29,13 +49,13 @@ pub async fn get(
         .with_context(|| format!("cannot create output directory {}", out.display()))?;
     check_writable(&out)?;
     let client = start(&net, Some(Duration::from_secs(find_timeout))).await?;
-    eprintln!("searching the DHT for providers of {id} (giving up after {find_timeout} s)");
+    output.searching(&id.to_string(), Some(find_timeout));
     let node::Download {
         mut events,
         mut done,
     } = client.get(id, out).await?;
     let mut progress = (0u32, 0u32);
-    let mut last_print = Instant::now();
+    let mut last_shown: Option<Instant> = None;
     let started = Instant::now();
     let mut found_providers = false;
     // One signal future for the whole loop, so a signal arriving mid-event is not lost.
@@ -54,19 +74,12 @@ pub async fn get(
                 };
                 let stats = client.stats().await.unwrap_or_default();
                 progress = (progress.1.max(progress.0), progress.1.max(progress.0));
-                println!("{}", path.display());
-                let _ = std::io::stdout().flush();
-                eprintln!(
-                    "complete: {} in {:.1}s ({} received)",
-                    path.display(),
-                    started.elapsed().as_secs_f64(),
-                    human(stats.downloaded)
-                );
+                output.complete(&path, started.elapsed().as_secs_f64(), Some(stats.downloaded));
                 break;
             }
             ev = events.recv(), if events_open => ev,
             _ = &mut signal => {
-                eprintln!("interrupted: saving progress");
+                output.interrupted();
                 client.shutdown().await?;
                 return Ok(());
             }
@@ -75,31 +88,19 @@ pub async fn get(
             Some(GetEvent::ProvidersFound(n)) => {
                 if !found_providers && n > 0 {
                     found_providers = true;
-                    eprintln!(
-                        "found {n} provider(s) {:.0} ms after start",
-                        launched.elapsed().as_secs_f64() * 1000.0
-                    );
+                    output.providers(n, launched.elapsed().as_millis() as u64);
                 }
             }
-            Some(GetEvent::Manifest(m)) => eprintln!(
-                "fetching {} ({} in {} chunks)",
-                m.name,
-                human(m.total_length()),
-                m.chunk_count()
-            ),
+            Some(GetEvent::Manifest(m)) => {
+                output.manifest(&m.name, m.total_length(), m.chunk_count())
+            }
             Some(GetEvent::Progress { have, total, peers }) => {
                 progress = (have, total);
                 write_stats(&client, &net, Some(progress)).await;
-                if last_print.elapsed() >= Duration::from_secs(1) && total > 0 {
-                    last_print = Instant::now();
+                if last_shown.is_none_or(|t| t.elapsed() >= PROGRESS_EVERY) {
+                    last_shown = Some(Instant::now());
                     let stats = client.stats().await.unwrap_or_default();
-                    let secs = started.elapsed().as_secs_f64().max(0.001);
-                    eprintln!(
-                        "[{:3}%] {have}/{total} chunks, {peers} peers, {} received ({}/s)",
-                        u64::from(have) * 100 / u64::from(total),
-                        human(stats.downloaded),
-                        human((stats.downloaded as f64 / secs) as u64)
-                    );
+                    output.progress(have, total, peers, Some(stats.downloaded));
                 }
             }
             // The engine dropped the progress channel; the outcome still comes.
@@ -111,6 +112,6 @@ pub async fn get(
         client.shutdown().await?;
         return Ok(());
     }
-    eprintln!("seeding; press Ctrl-C to stop");
+    output.seeding();
     run_until_signal(&client, &net, Some(progress)).await
 }

@@ -3,6 +3,7 @@
 pub mod get;
 pub mod human;
 pub mod net;
+pub mod output;
 pub mod serve;
 pub mod share;
 pub mod stats_file;

@@ -12,6 +12,11 @@
 //!
 //! Children run in their own process group, so a Ctrl-C in the terminal
 //! reaches only testnet, which then stops them in order.
+//!
+//! [`blocking::Process`] starts a single child the same way for code that
+//! is not async (the workspace's integration tests).
+
+pub mod blocking;
 
 use std::ffi::OsString;
 use std::os::unix::process::ExitStatusExt;
@@ -129,32 +134,8 @@ impl Supervisor {
         args: &[OsString],
         log: &Path,
     ) -> anyhow::Result<ChildId> {
-        let log_file = std::fs::File::create(log)
-            .with_context(|| format!("cannot create log file {}", log.display()))?;
-        let mut cmd = Command::new(program);
-        cmd.args(prefix)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(log_file)
-            .kill_on_drop(true)
-            .process_group(0);
-        #[cfg(target_os = "linux")]
-        {
-            let parent = nix::unistd::getpid();
-            // SAFETY: the closure runs between fork and exec and only makes
-            // async-signal-safe syscalls (prctl, getppid); it does not allocate.
-            unsafe {
-                cmd.pre_exec(move || {
-                    nix::sys::prctl::set_pdeathsig(Signal::SIGTERM)?;
-                    // The parent may have died before prctl took effect.
-                    if nix::unistd::getppid() != parent {
-                        return Err(nix::errno::Errno::ESRCH.into());
-                    }
-                    Ok(())
-                });
-            }
-        }
+        let mut cmd = Command::from(command(program, prefix, args, log)?);
+        cmd.kill_on_drop(true);
         let mut child = cmd
             .spawn()
             .with_context(|| format!("cannot start {name} from {}", program.display()))?;
@@ -329,6 +310,44 @@ impl Drop for Supervisor {
             let _ = m.child.try_wait();
         }
     }
+}
+
+/// `program prefix… args…` set up as every child of testnet starts: stdin
+/// closed, stdout piped, stderr to a new file at `log`, its own process
+/// group, and (on Linux) SIGTERM when the thread that started it dies.
+fn command(
+    program: &Path,
+    prefix: &[OsString],
+    args: &[OsString],
+    log: &Path,
+) -> anyhow::Result<std::process::Command> {
+    use std::os::unix::process::CommandExt;
+    let log_file = std::fs::File::create(log)
+        .with_context(|| format!("cannot create log file {}", log.display()))?;
+    let mut cmd = std::process::Command::new(program);
+    cmd.args(prefix)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(log_file)
+        .process_group(0);
+    #[cfg(target_os = "linux")]
+    {
+        let parent = nix::unistd::getpid();
+        // SAFETY: the closure runs between fork and exec and only makes
+        // async-signal-safe syscalls (prctl, getppid); it does not allocate.
+        unsafe {
+            cmd.pre_exec(move || {
+                nix::sys::prctl::set_pdeathsig(Signal::SIGTERM)?;
+                // The parent may have died before prctl took effect.
+                if nix::unistd::getppid() != parent {
+                    return Err(nix::errno::Errno::ESRCH.into());
+                }
+                Ok(())
+            });
+        }
+    }
+    Ok(cmd)
 }
 
 /// Whether process `pid` still runs: a zombie awaiting its reaper, or a

@@ -1,0 +1,390 @@
+//! What `share` and `get` tell the user: indicatif bars when stderr is a
+//! terminal, plain lines on stderr otherwise (the wording scripts and the
+//! testnet know), or with `--json` one JSON object per event on stdout.
+//!
+//! Outside JSON mode stdout carries only what scripts read today: the
+//! content ID (share) and the path of the verified copy (get). In JSON mode
+//! stdout carries only JSON lines and those two are fields of the `hashed`
+//! and `complete` events. The methods take plain values so that the embedded
+//! flows and the daemon client (which polls) can both drive one `Output`.
+
+mod bar;
+mod event;
+mod meter;
+
+use std::io::{IsTerminal, Write};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use bar::{Bar, Unit};
+pub use event::Event;
+use meter::Meter;
+
+use super::human::human;
+
+/// Plain progress lines at most this often (as before bars existed).
+const PLAIN_EVERY: Duration = Duration::from_secs(1);
+/// Plain hashing lines at most this often.
+const PLAIN_HASH_EVERY: Duration = Duration::from_millis(500);
+/// JSON progress and hashing events at most this often.
+const JSON_EVERY: Duration = Duration::from_millis(500);
+
+/// Where and how events are shown.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// One JSON object per event on stdout.
+    Json,
+    /// indicatif bars on stderr (a terminal).
+    Bar,
+    /// Plain lines on stderr.
+    Plain,
+}
+
+/// The events of one `share` or `get`, shown in one [`Mode`].
+pub struct Output {
+    mode: Mode,
+    started: Instant,
+    /// Bytes hashed or received, for the rate.
+    bytes: Meter,
+    /// Chunks held, for the time left.
+    chunks: Meter,
+    /// When the last throttled line or event went out.
+    last: Instant,
+    /// The content's size once known (estimates the rate when bytes received are not).
+    content_bytes: Option<u64>,
+    bar: Option<Bar>,
+}
+
+impl Output {
+    /// `--json` → JSON; else bars if stderr is a terminal; else plain lines.
+    pub fn new(json: bool) -> Output {
+        let mode = if json {
+            Mode::Json
+        } else if std::io::stderr().is_terminal() {
+            Mode::Bar
+        } else {
+            Mode::Plain
+        };
+        Output::with_mode(mode)
+    }
+
+    /// An output in `mode` regardless of the terminal.
+    pub fn with_mode(mode: Mode) -> Output {
+        let now = Instant::now();
+        Output {
+            mode,
+            started: now,
+            bytes: Meter::default(),
+            chunks: Meter::default(),
+            last: now,
+            content_bytes: None,
+            bar: None,
+        }
+    }
+
+    /// The mode chosen.
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// Share: `done` of `total` bytes hashed so far.
+    pub fn hashing(&mut self, done: u64, total: u64) {
+        let now = Instant::now();
+        self.bytes.record(now, done);
+        let rate = self.bytes.per_sec();
+        let eta = self.bytes.eta_secs(total);
+        match self.mode {
+            Mode::Json => {
+                if self.due(now, JSON_EVERY) {
+                    Event::Hashing {
+                        done,
+                        total,
+                        bytes_per_sec: rate.map(|r| r as u64),
+                        eta_secs: eta,
+                    }
+                    .emit();
+                }
+            }
+            Mode::Bar => {
+                let bar = self.bar.get_or_insert_with(|| Bar::spinner(String::new()));
+                bar.count(Unit::Bytes, "hashing", total);
+                bar.set(done, rate_eta(rate, eta));
+            }
+            Mode::Plain => {
+                if self.due(now, PLAIN_HASH_EVERY) {
+                    eprintln!("hashing: {} / {}", human(done), human(total));
+                }
+            }
+        }
+    }
+
+    /// Share: hashed and ready; prints the content ID (stdout) and a summary.
+    pub fn hashed(&mut self, id: &str, name: &str, bytes: u64, chunks: u32, secs: f64) {
+        let link = format!("{}{id}", protocol::id::LINK_PREFIX);
+        if self.mode == Mode::Json {
+            let secs = round_ms(secs);
+            Event::Hashed {
+                id,
+                link,
+                name,
+                bytes,
+                chunks,
+                secs,
+            }
+            .emit();
+            return;
+        }
+        if let Some(bar) = self.bar.take() {
+            bar.clear();
+        }
+        print_stdout(id);
+        eprintln!(
+            "hashed {name} ({} in {chunks} chunks) in {secs:.1}s; link: {link}",
+            human(bytes)
+        );
+    }
+
+    /// Get: the DHT search for `id` begins; gives up after `timeout_secs` if known.
+    pub fn searching(&mut self, id: &str, timeout_secs: Option<u64>) {
+        let mut text = format!("searching the DHT for providers of {id}");
+        if let Some(t) = timeout_secs {
+            text.push_str(&format!(" (giving up after {t} s)"));
+        }
+        match self.mode {
+            Mode::Json => Event::Searching { id, timeout_secs }.emit(),
+            Mode::Bar => {
+                self.line(&text);
+                self.bar = Some(Bar::spinner("searching for providers".into()));
+            }
+            Mode::Plain => eprintln!("{text}"),
+        }
+    }
+
+    /// Get: `count` providers found `ms` after the command started.
+    pub fn providers(&mut self, count: usize, ms: u64) {
+        if self.mode == Mode::Json {
+            return Event::Providers { count, ms }.emit();
+        }
+        self.line(&format!("found {count} provider(s) {ms} ms after start"));
+        if let Some(bar) = &self.bar {
+            bar.message(format!("{count} provider(s); fetching the manifest"));
+        }
+    }
+
+    /// Get: the manifest is here: `chunks` chunks, `bytes` in all, named `name`.
+    pub fn manifest(&mut self, name: &str, bytes: u64, chunks: u32) {
+        self.content_bytes = Some(bytes);
+        if self.mode == Mode::Json {
+            return Event::Manifest {
+                name,
+                bytes,
+                chunks,
+            }
+            .emit();
+        }
+        self.line(&format!(
+            "fetching {name} ({} in {chunks} chunks)",
+            human(bytes)
+        ));
+        if let Some(bar) = &mut self.bar {
+            bar.count(Unit::Chunks, name, u64::from(chunks));
+        }
+    }
+
+    /// Get: `have` of `total` chunks verified, `peers` in the swarm, and
+    /// `received` payload bytes if known (the rate is estimated from chunks otherwise).
+    pub fn progress(&mut self, have: u32, total: u32, peers: usize, received: Option<u64>) {
+        let now = Instant::now();
+        let estimate = || {
+            let b = self.content_bytes?;
+            Some(b.checked_mul(u64::from(have))? / u64::from(total.max(1)))
+        };
+        if let Some(b) = received.or_else(estimate) {
+            self.bytes.record(now, b);
+        }
+        self.chunks.record(now, u64::from(have));
+        let rate = self.bytes.per_sec();
+        let eta = self.chunks.eta_secs(u64::from(total));
+        let percent = if total == 0 {
+            0
+        } else {
+            (u64::from(have.min(total)) * 100 / u64::from(total)) as u8
+        };
+        match self.mode {
+            Mode::Json => {
+                if self.due(now, JSON_EVERY) {
+                    Event::Progress {
+                        have,
+                        total,
+                        percent,
+                        peers,
+                        received_bytes: received,
+                        bytes_per_sec: rate.map(|r| r as u64),
+                        eta_secs: eta,
+                    }
+                    .emit();
+                }
+            }
+            Mode::Bar => {
+                let bar = self.bar.get_or_insert_with(|| Bar::spinner(String::new()));
+                // Labelled by manifest() when it came first (the embedded get).
+                bar.count(Unit::Chunks, "fetching", u64::from(total));
+                bar.set(
+                    u64::from(have),
+                    format!("{}, {peers} peers", rate_eta(rate, eta)),
+                );
+            }
+            Mode::Plain => {
+                if total == 0 || !self.due(now, PLAIN_EVERY) {
+                    return;
+                }
+                let mut text = format!("[{percent:3}%] {have}/{total} chunks, {peers} peers");
+                if let Some(r) = received {
+                    let secs = self.started.elapsed().as_secs_f64().max(0.001);
+                    let per_sec = rate.unwrap_or(r as f64 / secs);
+                    text.push_str(&format!(
+                        ", {} received ({}/s)",
+                        human(r),
+                        human(per_sec as u64)
+                    ));
+                }
+                eprintln!("{text}");
+            }
+        }
+    }
+
+    /// Get: the copy at `path` is verified, `secs` after the start; prints the path (stdout).
+    pub fn complete(&mut self, path: &Path, secs: f64, received: Option<u64>) {
+        let shown = path.to_string_lossy();
+        if self.mode == Mode::Json {
+            let secs = round_ms(secs);
+            return Event::Complete {
+                path: &shown,
+                secs,
+                received_bytes: received,
+            }
+            .emit();
+        }
+        if let Some(bar) = self.bar.take() {
+            bar.keep();
+        }
+        print_stdout(&shown);
+        let mut text = format!("complete: {shown} in {secs:.1}s");
+        if let Some(r) = received {
+            text.push_str(&format!(" ({} received)", human(r)));
+        }
+        eprintln!("{text}");
+    }
+
+    /// This process now seeds until interrupted.
+    pub fn seeding(&mut self) {
+        match self.mode {
+            Mode::Json => Event::Seeding.emit(),
+            _ => self.line("seeding; press Ctrl-C to stop"),
+        }
+    }
+
+    /// A signal stopped the get before the end; its progress is kept.
+    pub fn interrupted(&mut self) {
+        self.finish();
+        match self.mode {
+            Mode::Json => Event::Interrupted.emit(),
+            _ => eprintln!("interrupted: saving progress"),
+        }
+    }
+
+    /// Anything else worth a line (a JSON `note` event in JSON mode).
+    #[allow(dead_code, reason = "for the daemon client (cli/remote_cmds.rs)")]
+    pub fn note(&mut self, message: &str) {
+        match self.mode {
+            Mode::Json => Event::Note { message }.emit(),
+            _ => self.line(message),
+        }
+    }
+
+    /// The command failed with `error`: a JSON `failed` event, or the bar
+    /// stops where it was. Plain mode prints nothing; the caller returns the error.
+    pub fn failed(&mut self, error: &str) {
+        if let Some(bar) = self.bar.take() {
+            bar.keep();
+        }
+        if self.mode == Mode::Json {
+            Event::Failed { error }.emit();
+        }
+    }
+
+    /// Removes a bar still drawing (call before printing anything else on stderr).
+    pub fn finish(&mut self) {
+        if let Some(bar) = self.bar.take() {
+            bar.clear();
+        }
+    }
+
+    /// A line on stderr, above the bar if one is drawn.
+    fn line(&self, text: &str) {
+        match &self.bar {
+            Some(bar) => bar.line(text),
+            None => eprintln!("{text}"),
+        }
+    }
+
+    /// True, and restarts the clock, if `every` passed since the last throttled output.
+    fn due(&mut self, now: Instant, every: Duration) -> bool {
+        if now.saturating_duration_since(self.last) < every {
+            return false;
+        }
+        self.last = now;
+        true
+    }
+}
+
+impl Drop for Output {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
+/// "12.0 MiB/s, ETA 5s" with dashes for what is not known yet.
+fn rate_eta(rate: Option<f64>, eta: Option<u64>) -> String {
+    let rate = rate.map_or("-".into(), |r| format!("{}/s", human(r as u64)));
+    let eta = eta.map_or("-".into(), |s| {
+        if s >= 3600 {
+            format!("{}h{:02}m", s / 3600, s / 60 % 60)
+        } else if s >= 60 {
+            format!("{}m{:02}s", s / 60, s % 60)
+        } else {
+            format!("{s}s")
+        }
+    });
+    format!("{rate}, ETA {eta}")
+}
+
+/// One line on stdout, flushed at once: a script may be waiting for it.
+fn print_stdout(text: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{text}");
+    let _ = out.flush();
+}
+
+fn round_ms(secs: f64) -> f64 {
+    (secs * 1000.0).round() / 1000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rate_and_time_left_read_well() {
+        assert_eq!(rate_eta(None, None), "-, ETA -");
+        assert_eq!(
+            rate_eta(Some(2.0 * 1048576.0), Some(5)),
+            "2.0 MiB/s, ETA 5s"
+        );
+        assert_eq!(rate_eta(Some(10.0), Some(125)), "10 B/s, ETA 2m05s");
+        assert_eq!(
+            rate_eta(Some(10.0), Some(3 * 3600 + 60)),
+            "10 B/s, ETA 3h01m"
+        );
+    }
+}
