@@ -42,6 +42,9 @@ enum Cmd {
         /// size has another ID.
         #[arg(long, default_value = "auto")]
         chunk_size: String,
+        /// Print one JSON object per event on stdout instead of text.
+        #[arg(long)]
+        json: bool,
         #[command(flatten)]
         net: NetArgs,
     },
@@ -58,6 +61,9 @@ enum Cmd {
         /// Give up if no provider is found within this many seconds.
         #[arg(long, default_value_t = 60)]
         find_timeout: u64,
+        /// Print one JSON object per event on stdout instead of text.
+        #[arg(long)]
+        json: bool,
         #[command(flatten)]
         net: NetArgs,
     },
@@ -100,14 +106,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Share {
             path,
             chunk_size,
+            json,
             net,
-        } => cli::share::share(path, chunk_size, net).await,
+        } => cli::share::share(path, chunk_size, net, json).await,
         Cmd::Get {
             id,
             out,
             no_seed,
             find_timeout,
+            json,
             net,
-        } => cli::get::get(id, out, no_seed, find_timeout, net).await,
+        } => cli::get::get(id, out, no_seed, find_timeout, net, json).await,
     }
 }
