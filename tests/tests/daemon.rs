@@ -118,11 +118,25 @@ fn a_daemon_shares_serves_after_a_restart_and_fetches_through_another_daemon() {
         "share printed {out:?}"
     );
 
+    // A second share on the same daemon: one identity serves both.
+    let notes = dir.path().join("notes.txt");
+    write_random_file(&notes, 200_000, 12).unwrap();
+    let want_notes = sha256_file(&notes).unwrap();
+    let (ok, out, log) = run(
+        "share2",
+        logs,
+        &["share", path_str(&notes), "--data-dir", path_str(&data_a)],
+    );
+    assert!(ok, "second share failed:\n{log}");
+    let id2 = out.last().cloned().unwrap_or_default();
+    assert_ne!(id2, id);
+
     let items = ls(logs, &data_a);
-    assert_eq!(items.len(), 1, "{items:?}");
+    assert_eq!(items.len(), 2, "{items:?}");
     assert_eq!(items[0]["id"], id.as_str());
     assert_eq!(items[0]["kind"], "share");
     assert_eq!(items[0]["state"], "seeding");
+    assert_eq!(items[1]["id"], id2.as_str());
 
     let (ok, status, log) = run(
         "status",
@@ -169,8 +183,8 @@ fn a_daemon_shares_serves_after_a_restart_and_fetches_through_another_daemon() {
     let deadline = Instant::now() + LONG;
     loop {
         let items = ls(logs, &data_a);
-        assert_eq!(items.len(), 1, "the share was forgotten: {items:?}");
-        if items[0]["state"] == "seeding" {
+        assert_eq!(items.len(), 2, "a share was forgotten: {items:?}");
+        if items.iter().all(|i| i["state"] == "seeding") {
             break;
         }
         assert!(
@@ -204,6 +218,57 @@ fn a_daemon_shares_serves_after_a_restart_and_fetches_through_another_daemon() {
     assert_eq!(items[0]["kind"], "get");
     assert_eq!(items[0]["state"], "seeding");
 
+    let (ok, peers, log) = run(
+        "peers",
+        logs,
+        &["peers", "--json", "--data-dir", path_str(&data_b)],
+    );
+    assert!(ok, "peers failed:\n{log}");
+    assert!(
+        peers
+            .iter()
+            .any(|l| serde_json::from_str::<serde_json::Value>(l)
+                .is_ok_and(|p| p["peer_id"].is_string())),
+        "B lists no peer: {peers:?}"
+    );
+    let (ok, text, log) = run(
+        "status-text",
+        logs,
+        &["status", "--data-dir", path_str(&data_b)],
+    );
+    assert!(
+        ok && text.iter().any(|l| l.contains(&id)),
+        "status text lacks {id}: {text:?}\n{log}"
+    );
+
+    // `get --detach` returns at once; the daemon finishes the download alone.
+    let (ok, _, log) = run(
+        "get-b2",
+        logs,
+        &[
+            "get",
+            &id2,
+            "--detach",
+            "--out",
+            path_str(&out_b),
+            "--data-dir",
+            path_str(&data_b),
+        ],
+    );
+    assert!(ok, "get --detach failed:\n{log}");
+    let deadline = Instant::now() + LONG;
+    while !ls(logs, &data_b)
+        .iter()
+        .any(|i| i["id"] == id2.as_str() && i["state"] == "seeding")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the detached download never finished"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(sha256_file(&out_b.join("notes.txt")).unwrap(), want_notes);
+
     // A fresh embedded leecher fetches from the restarted daemon.
     let out_c = dir.path().join("out-c");
     let data_c = dir.path().join("c-data");
@@ -234,7 +299,9 @@ fn a_daemon_shares_serves_after_a_restart_and_fetches_through_another_daemon() {
         &["stop", &id, "--data-dir", path_str(&data_a)],
     );
     assert!(ok, "stop failed:\n{log}");
-    assert!(ls(logs, &data_a).is_empty());
+    let left = ls(logs, &data_a);
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert_eq!(left[0]["id"], id2.as_str());
     assert_eq!(sha256_file(&src).unwrap(), want);
 }
 
