@@ -68,10 +68,10 @@ enum Command {
         #[arg(long, default_value = "64MiB")]
         size: ByteSize,
         /// Upload cap of the seeder, passed to `node --max-upload` (e.g. 8mbit, 2MiB). Default: unlimited.
-        #[arg(long, value_name = "RATE")]
+        #[arg(long, value_name = "RATE", value_parser = node_rate)]
         seed_upload: Option<String>,
         /// Upload cap of each leecher, passed to `node --max-upload`. Default: unlimited.
-        #[arg(long, value_name = "RATE")]
+        #[arg(long, value_name = "RATE", value_parser = node_rate)]
         leecher_upload: Option<String>,
         /// Seed of the file's pseudo-random contents (same seed, same bytes).
         #[arg(long, default_value_t = 1)]
@@ -169,6 +169,12 @@ impl Command {
             Command::HostilePeer(_) => "hostile-peer",
         }
     }
+}
+
+/// A rate passed on to `node --max-upload` as written, checked here with
+/// the node's own parser so a typo fails before any node starts.
+fn node_rate(s: &str) -> Result<String, testnet::units::ParseError> {
+    node::units::parse_rate(s).map(|_| s.to_string())
 }
 
 fn main() -> ExitCode {
