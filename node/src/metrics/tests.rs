@@ -18,9 +18,8 @@ use crate::wire::Counters;
 fn parse(text: &str) -> (HashMap<String, String>, HashMap<String, f64>) {
     let mut types = HashMap::new();
     let mut samples = HashMap::new();
-    let mut lines = text.lines().peekable();
     let mut eof = false;
-    while let Some(line) = lines.next() {
+    for line in text.lines() {
         assert!(!eof, "text after # EOF: {line:?}");
         if line == "# EOF" {
             eof = true;
