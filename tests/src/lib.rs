@@ -50,7 +50,8 @@ pub struct NodeProc {
 }
 
 impl NodeProc {
-    /// Starts `node <args>`; logs go to `log_dir`.
+    /// Starts `node <args>`; logs go to `log_dir`. Call it from the test's
+    /// own thread: the node gets SIGTERM when the starting thread ends.
     pub fn start(name: &str, log_dir: &Path, args: &[&str]) -> NodeProc {
         let log = log_dir.join(format!("{name}.log"));
         let args: Vec<OsString> = args.iter().map(OsString::from).collect();

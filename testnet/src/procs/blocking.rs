@@ -40,6 +40,10 @@ pub struct Process {
 impl Process {
     /// Starts `program args…` as `name` with `envs` added to its
     /// environment; its stderr goes to a new file at `log`.
+    ///
+    /// The child gets SIGTERM when the calling *thread* ends (Linux's
+    /// parent-death signal follows threads), so start it from a thread that
+    /// outlives it, not from `spawn_blocking` or a helper thread.
     pub fn spawn(
         name: &str,
         program: &Path,
