@@ -312,3 +312,103 @@ fn commands_without_a_daemon_say_how_to_start_one() {
     let (ok, _, log) = run("ls", dir.path(), &["ls", "--data-dir", path_str(&data)]);
     assert!(!ok && log.contains("node join --data-dir"), "{log}");
 }
+
+/// `node status --json`'s node line of the daemon on `data`.
+fn node_status(logs: &Path, data: &Path) -> serde_json::Value {
+    let (ok, lines, log) = run(
+        "status",
+        logs,
+        &["status", "--json", "--data-dir", path_str(data)],
+    );
+    assert!(ok, "status failed:\n{log}");
+    serde_json::from_str(&lines[0]).unwrap()
+}
+
+#[test]
+fn a_killed_daemon_resumes_its_download_from_verified_chunks() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path();
+    let size: u64 = 6 * 1024 * 1024;
+    let src = dir.path().join("big.bin");
+    write_random_file(&src, size, 21).unwrap();
+    let want = sha256_file(&src).unwrap();
+
+    // A slow seeder, so the download is caught half way.
+    let data_a = dir.path().join("a-data");
+    std::fs::create_dir_all(&data_a).unwrap();
+    std::fs::write(data_a.join("config.toml"), "max_upload = \"1MiB\"\n").unwrap();
+    let (_a, addr_a) = start_daemon("daemon-a", logs, &data_a, None);
+    let (ok, out, log) = run(
+        "share",
+        logs,
+        &[
+            "share",
+            path_str(&src),
+            "--chunk-size",
+            "64KiB",
+            "--data-dir",
+            path_str(&data_a),
+        ],
+    );
+    assert!(ok, "share failed:\n{log}");
+    let id = out.last().cloned().unwrap_or_default();
+
+    let data_b = dir.path().join("b-data");
+    let out_b = dir.path().join("out-b");
+    let (mut b, _) = start_daemon("daemon-b", logs, &data_b, Some(&addr_a));
+    let (ok, _, log) = run(
+        "get",
+        logs,
+        &[
+            "get",
+            &id,
+            "--detach",
+            "--out",
+            path_str(&out_b),
+            "--data-dir",
+            path_str(&data_b),
+        ],
+    );
+    assert!(ok, "get --detach failed:\n{log}");
+    let deadline = Instant::now() + LONG;
+    loop {
+        let items = ls(logs, &data_b);
+        let (have, total) = (
+            items[0]["have"].as_u64().unwrap(),
+            items[0]["total"].as_u64().unwrap(),
+        );
+        if total > 0 && have * 3 >= total {
+            assert!(have < total, "finished before it could be interrupted");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the download made no progress: {items:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Let a resume save land, then kill without warning.
+    std::thread::sleep(Duration::from_millis(1500));
+    b.kill9();
+
+    let (_b2, _) = start_daemon("daemon-b2", logs, &data_b, Some(&addr_a));
+    let deadline = Instant::now() + LONG;
+    loop {
+        let items = ls(logs, &data_b);
+        assert_eq!(items.len(), 1, "the download was forgotten: {items:?}");
+        if items[0]["state"] == "seeding" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the resumed download never finished: {items:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(sha256_file(&out_b.join("big.bin")).unwrap(), want);
+    let after = node_status(logs, &data_b)["downloaded"].as_u64().unwrap();
+    assert!(
+        after <= size * 3 / 4,
+        "the restarted daemon fetched {after} of {size} bytes: verified chunks were fetched again"
+    );
+}
