@@ -4,6 +4,8 @@ pub mod get;
 pub mod human;
 pub mod net;
 pub mod output;
+pub mod remote;
+pub mod remote_cmds;
 pub mod serve;
 pub mod share;
 pub mod stats_file;
