@@ -4,7 +4,6 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::Context;
-use node::ratelimit::parse_rate;
 
 use super::net::{start, NetArgs};
 use super::output::Output;
