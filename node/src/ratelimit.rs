@@ -73,9 +73,6 @@ impl RateLimiter {
     }
 }
 
-/// The rate parser, kept at this path for its callers; it lives in [`crate::units`].
-pub use crate::units::parse_rate;
-
 #[cfg(test)]
 mod tests {
     use super::*;

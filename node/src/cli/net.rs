@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use libp2p::Multiaddr;
-use node::ratelimit::parse_rate;
+use node::units::parse_rate;
 use node::{Client, NodeConfig};
 
 /// Flags every command takes: where to listen, whom to bootstrap through, caps.
