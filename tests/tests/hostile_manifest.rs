@@ -7,7 +7,7 @@ mod hostile_common;
 use std::time::{Duration, Instant};
 
 use kadswarm_tests::{path_str, start_bootstrap, write_random_file, NodeProc};
-use protocol::wire::{Answer, Ask};
+use testnet::hostile::probe::{Answer, Ask};
 use testnet::hostile::{probe, victim, Attack, Config, Hostile};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

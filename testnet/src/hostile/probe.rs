@@ -10,7 +10,8 @@ use anyhow::{bail, Context};
 use futures::StreamExt;
 use libp2p::Multiaddr;
 use protocol::manifest::Manifest;
-use protocol::wire::{Answer, Ask};
+/// The session protocol's ask and answer, for callers that build probes.
+pub use protocol::wire::{Answer, Ask};
 use protocol::ContentId;
 use tokio::task::JoinSet;
 
