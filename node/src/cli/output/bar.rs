@@ -77,6 +77,16 @@ impl Bar {
         self.pb.abandon();
     }
 
+    /// Fills the bar (the last chunks come with the outcome, not as
+    /// progress), says `msg` after it and leaves it on screen.
+    pub fn keep_full(self, msg: String) {
+        if let Some(len) = self.pb.length() {
+            self.pb.set_position(len);
+        }
+        self.pb.set_message(msg);
+        self.keep();
+    }
+
     /// Stops redrawing and removes the line.
     pub fn clear(self) {
         self.pb.finish_and_clear();

@@ -131,7 +131,13 @@ impl Output {
             .emit();
         }
         if let Some(bar) = self.bar.take() {
-            bar.keep();
+            let average = received.map_or(String::new(), |r| {
+                format!(
+                    ", {}/s on average",
+                    human((r as f64 / secs.max(0.001)) as u64)
+                )
+            });
+            bar.keep_full(format!("done{average}"));
         }
         print_stdout(&shown);
         let mut text = format!("complete: {shown} in {secs:.1}s");
