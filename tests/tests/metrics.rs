@@ -6,10 +6,11 @@
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::TcpStream;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use kadswarm_tests::{
-    path_str, read_stats, start_bootstrap, start_seeder, write_random_file, NodeProc,
+    get_args, path_str, read_stats, start_bootstrap, start_seeder, write_random_file, NodeProc,
 };
 
 const DONE: Duration = Duration::from_secs(180);
@@ -139,6 +140,105 @@ fn metrics_parse_and_count_the_bytes_a_transfer_moved() {
             .any(|k| k.starts_with("libp2p_bandwidth_bytes_total")),
         "libp2p's transport bandwidth is missing"
     );
+}
+
+#[test]
+fn a_daemon_counts_each_content_it_serves_and_forgets_a_stopped_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path();
+    let src = logs.join("notes.bin");
+    write_random_file(&src, SIZE, 12).unwrap();
+    let (_boot, boot) = start_bootstrap(logs);
+    let data = logs.join("daemon-data");
+    let mut daemon = NodeProc::start(
+        "daemon",
+        logs,
+        &[
+            "join",
+            "--listen",
+            "/ip4/127.0.0.1/tcp/0",
+            "--bootstrap",
+            &boot,
+            "--data-dir",
+            path_str(&data),
+            "--metrics",
+            "127.0.0.1:0",
+        ],
+    );
+    let _addr = daemon.next_line(Duration::from_secs(30));
+    let metrics = metrics_addr(&daemon);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !data.join("control.json").exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the daemon wrote no control.json"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (ok, out) = run(
+        "share",
+        logs,
+        &["share", path_str(&src), "--data-dir", path_str(&data)],
+    );
+    assert!(ok, "share through the daemon failed");
+    let id = out.last().cloned().unwrap_or_default();
+    let series = format!("kadswarm_content_uploaded_bytes_total{{content=\"{id}\"}}");
+
+    let out_dir = logs.join("out");
+    let get_data = logs.join("get-data");
+    let mut args = get_args(&id, &out_dir, &get_data, &boot);
+    args.extend(["--metrics", "127.0.0.1:0"]);
+    let (ok, _) = run("get", logs, &args);
+    assert!(ok, "get from the daemon failed");
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let m = loop {
+        let m = scrape(&metrics);
+        if m.get(&series) == Some(&(SIZE as f64)) {
+            break m;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the daemon's {series} stayed at {:?}, not {SIZE}",
+            m.get(&series)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(value(&m, "kadswarm_uploaded_bytes_total"), SIZE as f64);
+    assert_eq!(value(&m, "kadswarm_contents"), 1.0);
+
+    // A stopped content's series go away: labels stay bounded by what is held.
+    let (ok, _) = run("stop", logs, &["stop", &id, "--data-dir", path_str(&data)]);
+    assert!(ok, "stop failed");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let m = loop {
+        let m = scrape(&metrics);
+        let left: Vec<&String> = m.keys().filter(|k| k.contains(&id)).collect();
+        if left.is_empty() {
+            break m;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "a stopped content still has series: {left:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(value(&m, "kadswarm_contents"), 0.0);
+    assert_eq!(
+        value(&m, "kadswarm_uploaded_bytes_total"),
+        SIZE as f64,
+        "the node's total outlives the content"
+    );
+}
+
+/// Runs `node <args>` to its end; returns success and its stdout lines.
+fn run(name: &str, logs: &Path, args: &[&str]) -> (bool, Vec<String>) {
+    let mut p = NodeProc::start(name, logs, args);
+    let ok = p.wait(DONE).success();
+    if !ok {
+        eprintln!("{name} failed; log:\n{}", p.log_text());
+    }
+    (ok, p.remaining_lines())
 }
 
 /// The address a node printed for its metrics.
