@@ -1,5 +1,6 @@
 //! Tit-for-tat choking: upload to the peers that reciprocate best, plus one optimistic
 //! unchoke to discover better partners (Kurose & Ross 2.5; libtorrent's choker).
+//! An unchoke-all policy exists as a knob for incentive experiments; tit-for-tat is the default.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, HashSet};
@@ -21,6 +22,18 @@ pub struct ChokerConfig {
     pub optimistic_interval: Duration,
     /// How long a peer we wait on may send nothing before it counts as snubbing us.
     pub snub_timeout: Duration,
+    /// Tit-for-tat, or unchoke every interested peer.
+    pub policy: ChokePolicy,
+}
+
+/// Who gets upload slots.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ChokePolicy {
+    /// The top `regular_slots` by rate plus one optimistic unchoke (BitTorrent; the node's policy).
+    #[default]
+    TitForTat,
+    /// Every interested peer is unchoked, whatever it gives back (for comparison).
+    UnchokeAll,
 }
 
 impl Default for ChokerConfig {
@@ -31,6 +44,7 @@ impl Default for ChokerConfig {
             rechoke_interval: Duration::from_secs(10),
             optimistic_interval: Duration::from_secs(30),
             snub_timeout: Duration::from_secs(60),
+            policy: ChokePolicy::TitForTat,
         }
     }
 }
@@ -98,6 +112,15 @@ impl<P: Copy + Eq + Hash + Ord + Debug> Choker<P> {
         &self.config
     }
 
+    /// True if a peer that just became interested may be unchoked at once, with
+    /// `unchoked` peers unchoked now (always, when unchoking everyone).
+    pub fn has_free_slot(&self, unchoked: usize) -> bool {
+        match self.config.policy {
+            ChokePolicy::TitForTat => unchoked < self.config.regular_slots.saturating_add(1),
+            ChokePolicy::UnchokeAll => true,
+        }
+    }
+
     /// True if a rechoke is due at `now` (first call always due).
     pub fn is_due(&self, now: Instant) -> bool {
         match self.last_rechoke {
@@ -127,7 +150,8 @@ impl<P: Copy + Eq + Hash + Ord + Debug> Choker<P> {
     /// at random when the slot is empty, its holder left, lost interest or earned a regular
     /// slot, or `optimistic_interval` has passed. Peers absent from `peers` are forgotten;
     /// if they were unchoked they appear in `choke`, so a caller mirroring the set stays in
-    /// sync. For duplicate entries the first one counts.
+    /// sync. For duplicate entries the first one counts. Under `ChokePolicy::UnchokeAll`
+    /// every interested peer is unchoked and there is no optimistic slot.
     pub fn rechoke<R: Rng + ?Sized>(
         &mut self,
         now: Instant,
@@ -137,6 +161,21 @@ impl<P: Copy + Eq + Hash + Ord + Debug> Choker<P> {
     ) -> ChokeChanges<P> {
         let before: BTreeSet<P> = self.unchoked().collect();
         let peers = dedup_sorted(peers);
+        if self.config.policy == ChokePolicy::UnchokeAll {
+            self.regular = peers
+                .iter()
+                .filter(|v| v.interested)
+                .map(|v| v.peer)
+                .collect();
+            self.optimistic = None;
+            self.optimistic_since = None;
+            self.last_rechoke = Some(now);
+            let after: BTreeSet<P> = self.unchoked().collect();
+            return ChokeChanges {
+                unchoke: after.difference(&before).copied().collect(),
+                choke: before.difference(&after).copied().collect(),
+            };
+        }
 
         // Shuffle, then a stable sort by rate: equal rates end up in random order. Starting
         // from peer order makes the outcome independent of the caller's slice order.
@@ -521,6 +560,40 @@ mod tests {
     }
 
     #[test]
+    fn default_policy_is_tit_for_tat() {
+        let choker = Choker::<u32>::new(ChokerConfig::default());
+        assert_eq!(choker.config().policy, ChokePolicy::TitForTat);
+        assert!(choker.has_free_slot(4));
+        assert!(!choker.has_free_slot(5));
+    }
+
+    #[test]
+    fn unchoke_all_unchokes_every_interested_peer() {
+        let t0 = Instant::now();
+        let mut rng = ChaCha8Rng::seed_from_u64(12);
+        let config = ChokerConfig {
+            policy: ChokePolicy::UnchokeAll,
+            ..ChokerConfig::default()
+        };
+        let mut choker = Choker::new(config);
+        assert!(choker.has_free_slot(1_000));
+        let mut peers: Vec<_> = (0..12u32).map(|p| leecher(p, u64::from(p))).collect();
+        peers[3].interested = false;
+        // Snubbing and free riding (rate 0) do not matter: everyone interested uploads.
+        peers[5].snubbed = true;
+        let changes = choker.rechoke(t0, &peers, Mode::Leeching, &mut rng);
+        let expected = set((0..12).filter(|&p| p != 3));
+        assert_eq!(set(choker.unchoked()), expected);
+        assert_eq!(set(changes.unchoke), expected);
+        assert_eq!(choker.optimistic(), None);
+        peers[7].interested = false;
+        let changes = choker.rechoke(t0 + secs(10), &peers, Mode::Seeding, &mut rng);
+        assert_eq!(changes.choke, vec![7]);
+        assert!(changes.unchoke.is_empty());
+        assert_eq!(choker.unchoked().count(), 10);
+    }
+
+    #[test]
     fn rechoke_schedule() {
         let t0 = Instant::now();
         let mut rng = ChaCha8Rng::seed_from_u64(9);
@@ -564,6 +637,7 @@ mod tests {
             rechoke_interval: Duration::MAX,
             optimistic_interval: Duration::MAX,
             snub_timeout: Duration::MAX,
+            policy: ChokePolicy::TitForTat,
         };
         let mut choker = Choker::new(config);
         let peers: Vec<_> = (0..5u32).map(|p| leecher(p, 0)).collect();

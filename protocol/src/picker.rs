@@ -1,6 +1,8 @@
 //! Rarest-first piece picker: which missing chunk to ask a peer for next.
 //!
 //! Uses libtorrent's `piece_picker` layout so a pick never costs chunks × peers.
+//! Random and sequential picking exist as a policy knob for experiments
+//! (`testnet sim` compares them); the node always picks rarest first.
 
 use crate::bitfield::{Bitfield, ChunkIndex};
 use rand::Rng;
@@ -13,14 +15,31 @@ const RANDOM_PROBES: u32 = 32;
 pub struct PickerConfig {
     /// While we hold fewer than this many chunks, pick at random among the peer's chunks instead of rarest first.
     pub random_first: u32,
+    /// Which chunk to pick once past random-first mode.
+    pub policy: PickPolicy,
 }
 
 impl Default for PickerConfig {
     fn default() -> Self {
         // BitTorrent's value: a newcomer wants *something* to trade quickly, and the
         // rarest chunks are the slowest to get because few peers can serve them.
-        Self { random_first: 4 }
+        Self {
+            random_first: 4,
+            policy: PickPolicy::RarestFirst,
+        }
     }
+}
+
+/// How the picker chooses among the chunks a peer can give us.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum PickPolicy {
+    /// Fewest holders first, random among equals (BitTorrent; the node's policy).
+    #[default]
+    RarestFirst,
+    /// Uniformly at random, ignoring availability (for comparison).
+    Random,
+    /// Lowest index first, as a streaming client would (for comparison).
+    Sequential,
 }
 
 /// Chooses which chunk to request next, rarest first, from availability and in-flight counts.
@@ -196,10 +215,16 @@ impl PiecePicker {
     /// While we hold fewer than `random_first` chunks, any such chunk at random
     /// instead. Chunks nobody is counted as having come last: they only qualify
     /// when the caller has not added this peer's bitfield, and then picking
-    /// something beats stalling.
+    /// something beats stalling. The `Random` and `Sequential` policies pick
+    /// uniformly or lowest index first among the same eligible chunks.
     pub fn pick<R: Rng + ?Sized>(&self, peer_has: &Bitfield, rng: &mut R) -> Option<ChunkIndex> {
         if self.unrequested_missing == 0 || peer_has.none_set() {
             return None;
+        }
+        match self.config.policy {
+            PickPolicy::RarestFirst => {}
+            PickPolicy::Random => return self.pick_random(peer_has, rng),
+            PickPolicy::Sequential => return self.pick_sequential(peer_has),
         }
         if self.have.count_ones() < self.config.random_first {
             return self.pick_random(peer_has, rng);
@@ -273,6 +298,15 @@ impl PiecePicker {
             return None;
         }
         candidates().nth(rng.random_range(0..count))
+    }
+
+    /// Sequential policy: the lowest-indexed missing, unrequested chunk the peer has.
+    fn pick_sequential(&self, peer_has: &Bitfield) -> Option<ChunkIndex> {
+        let n = self.chunk_count();
+        peer_has
+            .iter_ones()
+            .take_while(|&c| c < n)
+            .find(|&c| !self.have.get(c) && self.requested[c as usize] == 0)
     }
 
     /// First eligible chunk in positions `[start, end)`, beginning at a random offset and wrapping.
@@ -419,7 +453,13 @@ mod tests {
 
     /// A rarest-first picker: random-first mode off.
     fn rarest(chunk_count: u32) -> PiecePicker {
-        PiecePicker::new(chunk_count, PickerConfig { random_first: 0 })
+        PiecePicker::new(
+            chunk_count,
+            PickerConfig {
+                random_first: 0,
+                ..PickerConfig::default()
+            },
+        )
     }
 
     /// Sets each chunk's availability to `avail[i]` by adding peers.
@@ -669,6 +709,45 @@ mod tests {
         assert_eq!(p.pick(&bitfield(4, [1, 2, 3]), &mut rng(0)), Some(1));
         assert_eq!(p.pick(&bitfield(4, [2, 3]), &mut rng(0)), Some(3));
         assert_eq!(p.pick(&bitfield(4, [2]), &mut rng(0)), Some(2));
+    }
+
+    #[test]
+    fn default_policy_is_rarest_first() {
+        assert_eq!(PickerConfig::default().policy, PickPolicy::RarestFirst);
+    }
+
+    #[test]
+    fn sequential_policy_picks_the_lowest_eligible_index() {
+        let mut p = with_availability(&[1, 5, 2, 1, 4, 3]);
+        p.config.policy = PickPolicy::Sequential;
+        p.mark_have(0);
+        p.mark_requested(1);
+        // Chunk 3 is the rarest eligible, but 2 comes first.
+        for s in 0..20 {
+            assert_eq!(p.pick(&Bitfield::full(6), &mut rng(s)), Some(2));
+        }
+        assert_eq!(p.pick(&bitfield(6, [0, 1, 4, 5]), &mut rng(0)), Some(4));
+        assert_eq!(p.pick(&bitfield(6, [0, 1]), &mut rng(0)), None);
+    }
+
+    #[test]
+    fn random_policy_ignores_rarity() {
+        let mut avail = vec![5u32; 100];
+        avail[7] = 1;
+        let mut p = with_availability(&avail);
+        p.config.policy = PickPolicy::Random;
+        for c in 50..60 {
+            p.mark_have(c);
+        }
+        p.mark_requested(3);
+        let picks: BTreeSet<_> = (0..300)
+            .filter_map(|s| p.pick(&Bitfield::full(100), &mut rng(s)))
+            .collect();
+        assert!(picks.len() >= 50, "random picked only {picks:?}");
+        assert!(picks.iter().all(|&c| !(50..60).contains(&c) && c != 3));
+        // Rarest first with the same state always takes chunk 7.
+        p.config.policy = PickPolicy::RarestFirst;
+        assert_eq!(p.pick(&Bitfield::full(100), &mut rng(0)), Some(7));
     }
 
     #[test]
@@ -935,7 +1014,7 @@ mod tests {
 
         #[test]
         fn random_first_pick_is_eligible((n, ops, peer_bits, seed) in scenario(), random_first in 0u32..6) {
-            let mut p = PiecePicker::new(n, PickerConfig { random_first });
+            let mut p = PiecePicker::new(n, PickerConfig { random_first, ..PickerConfig::default() });
             let mut m = Model::new(n);
             for op in &ops {
                 apply(&mut p, op);
