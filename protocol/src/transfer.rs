@@ -626,7 +626,7 @@ impl<P: Copy + Ord + std::hash::Hash + std::fmt::Debug> Transfer<P> {
 
     fn has_free_slot(&self) -> bool {
         let unchoked = self.peers.values().filter(|p| !p.we_choke).count();
-        unchoked < self.config.choker.regular_slots + 1
+        self.choker.has_free_slot(unchoked)
     }
 
     fn rechoke(&mut self, now: Instant) {
