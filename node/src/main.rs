@@ -165,7 +165,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         } => match Remote::find(&data_dir(&net)).await? {
             Some(remote) => {
                 let chunk_size = cli::share::parse_chunk_size(&chunk_size)?;
-                cli::remote_cmds::share(&remote, path, chunk_size).await
+                cli::remote_cmds::share(&remote, path, chunk_size, json).await
             }
             None => cli::share::share(path, chunk_size, net, json).await,
         },
@@ -185,7 +185,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 let id: ContentId = id
                     .parse()
                     .with_context(|| format!("invalid content ID {id:?}"))?;
-                cli::remote_cmds::get(&remote, id, out, detach).await
+                cli::remote_cmds::get(&remote, id, out, detach, json).await
             }
             None => {
                 if detach {

@@ -106,7 +106,6 @@ impl Output {
     }
 
     /// Anything else worth a line (a JSON `note` event in JSON mode).
-    #[allow(dead_code, reason = "for the daemon client (cli/remote_cmds.rs)")]
     pub fn note(&mut self, message: &str) {
         match self.mode {
             Mode::Json => Event::Note { message }.emit(),

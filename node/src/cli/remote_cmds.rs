@@ -10,47 +10,44 @@ use protocol::ContentId;
 use serde::Serialize;
 
 use super::human::human;
+use super::output::Output;
 use super::remote::Remote;
 
 /// How often a following command asks the daemon for news.
 const POLL: Duration = Duration::from_millis(250);
 
 /// Hands `path` to the daemon; prints the content ID once it is hashed and served.
-pub async fn share(remote: &Remote, path: PathBuf, chunk_size: Option<u32>) -> anyhow::Result<()> {
+pub async fn share(
+    remote: &Remote,
+    path: PathBuf,
+    chunk_size: Option<u32>,
+    json: bool,
+) -> anyhow::Result<()> {
     let path = path
         .canonicalize()
         .with_context(|| format!("cannot share {}: no such file or directory", path.display()))?;
+    let mut out = Output::new(json);
     let started = Instant::now();
     let created: Created = remote
         .post("shares", &ShareRequest { path, chunk_size })
         .await?;
-    let mut last = Instant::now();
     loop {
         let item: ItemView = remote.get(&format!("items/{}", created.key)).await?;
         match item.state.as_str() {
-            "hashing" | "starting" => {
-                if last.elapsed() > Duration::from_millis(500) {
-                    last = Instant::now();
-                    eprintln!("hashing: {} / {}", human(item.hashed), human(item.bytes));
-                }
+            "hashing" | "starting" => out.hashing(item.hashed, item.bytes),
+            "failed" => {
+                let e = item.error.unwrap_or_else(|| "the share failed".into());
+                out.failed(&e);
+                bail!("{e}");
             }
-            "failed" => bail!(
-                "{}",
-                item.error.unwrap_or_else(|| "the share failed".into())
-            ),
             _ => {
                 let id = item
                     .id
                     .context("the daemon serves the share but reports no ID")?;
-                println!("{id}");
-                let _ = std::io::stdout().flush();
-                eprintln!(
-                    "shared {} ({} in {} chunks) through the daemon in {:.1}s; link: kadswarm:{id}",
-                    item.name.unwrap_or_default(),
-                    human(item.bytes),
-                    item.total,
-                    started.elapsed().as_secs_f64(),
-                );
+                let name = item.name.unwrap_or_default();
+                let secs = started.elapsed().as_secs_f64();
+                out.hashed(&id, &name, item.bytes, item.total, secs);
+                out.note("the daemon seeds it");
                 return Ok(());
             }
         }
@@ -60,76 +57,71 @@ pub async fn share(remote: &Remote, path: PathBuf, chunk_size: Option<u32>) -> a
 
 /// Hands a download to the daemon; unless `detach`, follows it until the
 /// copy is verified and prints its path.
-pub async fn get(remote: &Remote, id: ContentId, out: PathBuf, detach: bool) -> anyhow::Result<()> {
-    let out =
-        std::path::absolute(&out).with_context(|| format!("invalid --out {}", out.display()))?;
+pub async fn get(
+    remote: &Remote,
+    id: ContentId,
+    out_dir: PathBuf,
+    detach: bool,
+    json: bool,
+) -> anyhow::Result<()> {
+    let out_dir = std::path::absolute(&out_dir)
+        .with_context(|| format!("invalid --out {}", out_dir.display()))?;
     let created: Created = remote
         .post(
             "gets",
             &GetRequest {
                 id: id.to_string(),
-                out,
+                out: out_dir,
             },
         )
         .await?;
+    let mut out = Output::new(json);
     if detach {
-        eprintln!("the daemon is fetching {id} (item {})", created.key);
+        out.note(&format!(
+            "the daemon is fetching {id} (item {})",
+            created.key
+        ));
         return Ok(());
     }
+    out.searching(&id.to_string(), None);
     let started = Instant::now();
-    let mut last_print: Option<Instant> = None;
     let mut said_retry = false;
     let mut said_manifest = false;
     let signal = super::serve::shutdown_signal();
     tokio::pin!(signal);
     loop {
         let item: ItemView = remote.get(&format!("items/{}", created.key)).await?;
+        if !said_manifest && item.total > 0 {
+            said_manifest = true;
+            out.manifest(item.name.as_deref().unwrap_or(""), item.bytes, item.total);
+        }
         match item.state.as_str() {
             "seeding" => {
-                println!("{}", item.path.display());
-                let _ = std::io::stdout().flush();
-                eprintln!(
-                    "complete: {} in {:.1}s; the daemon seeds it",
-                    item.path.display(),
-                    started.elapsed().as_secs_f64()
-                );
+                out.complete(&item.path, started.elapsed().as_secs_f64(), None);
+                out.note("the daemon seeds it");
                 return Ok(());
             }
-            "failed" => bail!(
-                "{}",
-                item.error.unwrap_or_else(|| "the download failed".into())
-            ),
+            "failed" => {
+                let e = item.error.unwrap_or_else(|| "the download failed".into());
+                out.failed(&e);
+                bail!("{e}");
+            }
             "retrying" if !said_retry => {
                 said_retry = true;
-                eprintln!(
+                out.note(&format!(
                     "{}; the daemon keeps looking (Ctrl-C stops following, not the download)",
                     item.error.unwrap_or_default()
-                );
+                ));
             }
             _ => {}
         }
-        if !said_manifest && item.total > 0 {
-            said_manifest = true;
-            eprintln!(
-                "fetching {} ({} in {} chunks)",
-                item.name.clone().unwrap_or_default(),
-                human(item.bytes),
-                item.total
-            );
-        }
-        if item.total > 0 && last_print.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
-            last_print = Some(Instant::now());
-            eprintln!(
-                "[{:3}%] {}/{} chunks, {} peers",
-                u64::from(item.have) * 100 / u64::from(item.total),
-                item.have,
-                item.total,
-                item.peers
-            );
+        if item.total > 0 {
+            out.progress(item.have, item.total, item.peers, None);
         }
         tokio::select! {
             _ = &mut signal => {
-                eprintln!("stopped following; the daemon goes on fetching {id}");
+                out.finish();
+                out.note(&format!("stopped following; the daemon goes on fetching {id}"));
                 return Ok(());
             }
             _ = tokio::time::sleep(POLL) => {}
