@@ -92,6 +92,8 @@ async fn fetch(
                 }
             }
             Some(GetEvent::Manifest(m)) => {
+                // A fast download may end before any progress event: the total is known now.
+                progress.1 = m.chunk_count();
                 output.manifest(&m.name, m.total_length(), m.chunk_count())
             }
             Some(GetEvent::Progress { have, total, peers }) => {

@@ -108,7 +108,10 @@ pub async fn start(net: &NetArgs, find_timeout: Option<Duration>) -> anyhow::Res
             None => Ok(None),
         }
     };
-    config.net.max_upload = rate("--max-upload", net.max_upload.as_ref().or(file.max_upload.as_ref()))?;
+    config.net.max_upload = rate(
+        "--max-upload",
+        net.max_upload.as_ref().or(file.max_upload.as_ref()),
+    )?;
     config.net.max_download = rate(
         "--max-download",
         net.max_download.as_ref().or(file.max_download.as_ref()),
@@ -126,10 +129,9 @@ pub async fn start(net: &NetArgs, find_timeout: Option<Duration>) -> anyhow::Res
     let (client, _task) = node::spawn(keypair, config)?;
     let metrics = match (net.metrics, &file.metrics) {
         (Some(a), _) => Some(a),
-        (None, Some(text)) => Some(
-            text.parse()
-                .with_context(|| format!("invalid metrics = {text:?} in config.toml: give ADDR:PORT"))?,
-        ),
+        (None, Some(text)) => Some(text.parse().with_context(|| {
+            format!("invalid metrics = {text:?} in config.toml: give ADDR:PORT")
+        })?),
         (None, None) => None,
     };
     if let Some(addr) = metrics {
