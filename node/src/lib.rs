@@ -9,6 +9,7 @@ pub mod client;
 pub mod config_file;
 pub mod daemon;
 pub mod engine;
+pub mod http_listener;
 pub mod identity;
 pub mod memory;
 pub mod metrics;

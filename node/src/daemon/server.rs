@@ -11,6 +11,12 @@ use tokio::task::JoinHandle;
 use super::views::ControlInfo;
 use super::{api, private_file, Daemon, CONTROL_FILE};
 use crate::client::Client;
+use crate::http_listener::Bounded;
+
+/// Most control connections at once (each command opens one per request).
+const MAX_CONNECTIONS: usize = 32;
+/// A control connection is closed this long after it was accepted.
+const CONNECTION_LIFETIME: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// A running control API; `stop` it before exiting.
 pub struct Running {
@@ -46,6 +52,7 @@ pub async fn start(client: Client, data_dir: &Path) -> anyhow::Result<Running> {
     let app = api::router(daemon.clone(), token);
     let (shutdown, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
+        let listener = Bounded::new(listener, MAX_CONNECTIONS, CONNECTION_LIFETIME);
         let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
             let _ = stopped.await;
         });
