@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 
 /// How often the spinner moves, so a stalled transfer still looks alive.
 const TICK: Duration = Duration::from_millis(120);
@@ -10,7 +10,7 @@ const TICK: Duration = Duration::from_millis(120);
 const SPINNER: &str = "{spinner:.cyan} {msg}";
 /// Hashing: bytes.
 const BYTES: &str =
-    "{spinner:.cyan} {prefix:.bold} [{wide_bar:.cyan/blue}] {percent:>3}%  {binary_bytes}/{binary_total_bytes}  {msg}";
+    "{spinner:.cyan} {prefix:.bold} [{wide_bar:.cyan/blue}] {percent:>3}%  {done_bytes}/{total_bytes}  {msg}";
 /// Fetching: chunks.
 const CHUNKS: &str =
     "{spinner:.cyan} {prefix:.bold} [{wide_bar:.cyan/blue}] {percent:>3}%  {pos}/{len} chunks  {msg}";
@@ -95,8 +95,23 @@ impl Bar {
 
 fn style(template: &str) -> ProgressStyle {
     // The templates are constants, checked by a test; fall back rather than panic.
+    // Sizes print through the workspace's one formatter (node::units).
     ProgressStyle::with_template(template)
-        .map(|s| s.progress_chars("=> "))
+        .map(|s| {
+            s.progress_chars("=> ")
+                .with_key(
+                    "done_bytes",
+                    |st: &ProgressState, w: &mut dyn std::fmt::Write| {
+                        let _ = w.write_str(&node::units::bytes(st.pos()));
+                    },
+                )
+                .with_key(
+                    "total_bytes",
+                    |st: &ProgressState, w: &mut dyn std::fmt::Write| {
+                        let _ = w.write_str(&node::units::bytes(st.len().unwrap_or(0)));
+                    },
+                )
+        })
         .unwrap_or_else(|_| ProgressStyle::default_bar())
 }
 
