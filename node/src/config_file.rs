@@ -59,7 +59,9 @@ impl FileConfig {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Self::default()),
             Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
         };
-        let meta = f.metadata().with_context(|| format!("cannot read {}", path.display()))?;
+        let meta = f
+            .metadata()
+            .with_context(|| format!("cannot read {}", path.display()))?;
         let uid = rustix::process::geteuid().as_raw();
         if !meta.is_file() || meta.uid() != uid || meta.mode() & 0o022 != 0 {
             bail!(
