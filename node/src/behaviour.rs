@@ -1,14 +1,24 @@
 //! The libp2p behaviour of a node and how its swarm is built.
+//!
+//! Besides the DHT, identify and session streams, every node carries the
+//! NAT traversal kit: a relay v2 client (reserve a slot on a relay, dial
+//! peers through one), DCUtR (hole punching over a relayed connection) and
+//! AutoNAT v2 as client (is this address reachable?) and server (answer
+//! others). None of them sends anything until there is something to do: no
+//! relay is used unless configured or needed, and AutoNAT tests only
+//! addresses peers observed that are not already confirmed. The relay v2
+//! server runs only when asked (`--relay`), with [`RelayLimits`].
 
 use std::num::NonZeroUsize;
 use std::time::Duration;
 
 use libp2p::identity::Keypair;
 use libp2p::metrics::Registry;
+use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::{
-    allow_block_list, connection_limits, identify, kad, memory_connection_limits, noise, tcp,
-    yamux, StreamProtocol, Swarm,
+    allow_block_list, autonat, connection_limits, dcutr, identify, kad, memory_connection_limits,
+    noise, relay, tcp, yamux, StreamProtocol, Swarm,
 };
 
 /// Our own Kademlia protocol name: never the public IPFS DHT.
@@ -31,6 +41,67 @@ pub struct Behaviour {
     pub identify: identify::Behaviour,
     /// Session streams (`/kadswarm/session/2`, see `wire`).
     pub stream: libp2p_stream::Behaviour,
+    /// Relay v2 client: reservations on relays, dials through them.
+    pub relay_client: relay::client::Behaviour,
+    /// Relay v2 server, only with `--relay` (see [`RelayLimits`]).
+    pub relay: Toggle<relay::Behaviour>,
+    /// Hole punching over relayed connections.
+    pub dcutr: dcutr::Behaviour,
+    /// AutoNAT v2 client: asks servers to dial back addresses peers observed for us.
+    pub autonat_client: autonat::v2::client::Behaviour,
+    /// AutoNAT v2 server: dials back the addresses others ask about.
+    pub autonat_server: autonat::v2::server::Behaviour,
+}
+
+/// Bounds of our relay v2 server. libp2p's defaults (2 minutes and 128 KiB
+/// per circuit) end any real transfer at once; ours let a relayed transfer
+/// of a few hundred MiB finish while bounding what one peer, and all peers
+/// together, can make the relay carry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RelayLimits {
+    /// Most circuits relayed at once, for all peers together.
+    pub max_circuits: usize,
+    /// Most circuits at once from or to one peer.
+    pub max_circuits_per_peer: usize,
+    /// A circuit is closed after this long.
+    pub max_circuit_duration: Duration,
+    /// A circuit is closed after carrying this many bytes (both directions together).
+    pub max_circuit_bytes: u64,
+    /// Most reservations held at once, for all peers together.
+    pub max_reservations: usize,
+    /// Most reservations one peer may hold.
+    pub max_reservations_per_peer: usize,
+}
+
+impl Default for RelayLimits {
+    fn default() -> Self {
+        Self {
+            max_circuits: 16,
+            max_circuits_per_peer: 4,
+            max_circuit_duration: Duration::from_secs(15 * 60),
+            max_circuit_bytes: 256 << 20,
+            max_reservations: 128,
+            max_reservations_per_peer: 4,
+        }
+    }
+}
+
+impl RelayLimits {
+    /// libp2p's relay configuration with these limits. libp2p's rate
+    /// limiters stay: per source peer a bucket of 30 circuits refilled one
+    /// per 2 minutes, per source IP 60 refilled one per minute (and the same
+    /// for reservations), so a peer cannot churn circuits to escape the caps.
+    fn config(&self) -> relay::Config {
+        relay::Config {
+            max_circuits: self.max_circuits,
+            max_circuits_per_peer: self.max_circuits_per_peer,
+            max_circuit_duration: self.max_circuit_duration,
+            max_circuit_bytes: self.max_circuit_bytes,
+            max_reservations: self.max_reservations,
+            max_reservations_per_peer: self.max_reservations_per_peer,
+            ..relay::Config::default()
+        }
+    }
 }
 
 /// Network settings for building a swarm.
@@ -70,6 +141,8 @@ pub struct NetConfig {
     /// up to about 250 nodes, where the farthest bucket takes half of them;
     /// lookups still ask the 20 closest.
     pub dht_bucket_size: usize,
+    /// Run a relay v2 server with these limits (`--relay`); none by default.
+    pub relay_server: Option<RelayLimits>,
 }
 
 impl Default for NetConfig {
@@ -87,12 +160,14 @@ impl Default for NetConfig {
             idle_connection_timeout: Duration::from_secs(10),
             dht_refresh_interval: Duration::from_secs(300),
             dht_bucket_size: 128,
+            relay_server: None,
         }
     }
 }
 
-/// Builds the swarm: TCP (noise + yamux) and QUIC, with our behaviour; the
-/// transports count their bytes into `metrics` (`libp2p_bandwidth_bytes_total`).
+/// Builds the swarm: TCP (noise + yamux), QUIC and relayed connections
+/// (noise + yamux inside a circuit), with our behaviour; the transports
+/// count their bytes into `metrics` (`libp2p_bandwidth_bytes_total`).
 pub fn build_swarm(
     keypair: Keypair,
     config: &NetConfig,
@@ -104,17 +179,12 @@ pub fn build_swarm(
         .with_tcp(
             tcp::Config::default().nodelay(true),
             noise::Config::new,
-            || {
-                let mut c = yamux::Config::default();
-                // A session needs one stream each way, Kademlia and identify a few more;
-                // this bounds what a peer can open before protocols refuse them.
-                c.set_max_num_streams(256);
-                c
-            },
+            yamux_config,
         )?
         .with_quic()
+        .with_relay_client(noise::Config::new, yamux_config)?
         .with_bandwidth_metrics(metrics)
-        .with_behaviour(move |key| {
+        .with_behaviour(move |key, relay_client| {
             let peer_id = key.public().to_peer_id();
             let mut kad_config = kad::Config::new(KAD_PROTOCOL);
             kad_config
@@ -155,6 +225,15 @@ pub fn build_swarm(
                 kad,
                 identify,
                 stream: libp2p_stream::Behaviour::new(),
+                relay_client,
+                relay: config
+                    .relay_server
+                    .as_ref()
+                    .map(|l| relay::Behaviour::new(peer_id, l.config()))
+                    .into(),
+                dcutr: dcutr::Behaviour::new(peer_id),
+                autonat_client: autonat::v2::client::Behaviour::default(),
+                autonat_server: autonat::v2::server::Behaviour::default(),
             }
         })?
         .with_swarm_config(|c| {
@@ -164,4 +243,13 @@ pub fn build_swarm(
         })
         .build();
     Ok(swarm)
+}
+
+/// Yamux settings of every connection, direct or relayed.
+fn yamux_config() -> yamux::Config {
+    let mut c = yamux::Config::default();
+    // A session needs one stream each way, Kademlia and identify a few more;
+    // this bounds what a peer can open before protocols refuse them.
+    c.set_max_num_streams(256);
+    c
 }

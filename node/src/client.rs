@@ -85,6 +85,55 @@ pub struct Stats {
     pub wire_sent: [u64; 4],
     /// Session bytes received: chunk payload, proofs, control, framing.
     pub wire_received: [u64; 4],
+    /// NAT traversal: reachability, reservations, connections by kind, hole punches.
+    pub nat: NatStats,
+}
+
+/// Whether peers can dial us directly, as AutoNAT (or `--external`) says.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Reachability {
+    /// Not tested yet, or nothing to test.
+    #[default]
+    Unknown,
+    /// An AutoNAT server dialled one of our addresses back, or `--external` says so.
+    Public,
+    /// Every address AutoNAT tested failed.
+    Private,
+}
+
+impl Reachability {
+    /// Lower-case name, as logs and the stats file print it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Unknown => "unknown",
+            Self::Public => "public",
+            Self::Private => "private",
+        }
+    }
+}
+
+/// NAT traversal counters of one node.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NatStats {
+    /// What AutoNAT found.
+    pub reachability: Reachability,
+    /// Relays we hold a reservation on (their address, ending in /p2p/<relay id>).
+    pub reservations: Vec<Multiaddr>,
+    /// Open direct connections.
+    pub conns_direct: usize,
+    /// Open relayed connections.
+    pub conns_relayed: usize,
+    /// Relayed connections to a peer we had no direct connection to: DCUtR tries a hole punch on each.
+    pub punches_tried: u64,
+    /// Of those, how many ended with a direct connection.
+    pub punches_ok: u64,
+    /// Milliseconds from our first relayed connection to the first direct
+    /// connection to a peer we had reached over a relay.
+    pub first_direct_ms: Option<u64>,
+    /// Chunk payload bytes sent and received with peers we had only relayed connections to.
+    pub bytes_relayed: u64,
+    /// Chunk payload bytes sent and received with peers we had a direct connection to.
+    pub bytes_direct: u64,
 }
 
 /// Where a content is, as `ls` shows it.

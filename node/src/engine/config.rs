@@ -53,6 +53,8 @@ pub struct EngineConfig {
     pub ask_timeout: Duration,
     /// A session stream with nothing pending and no traffic for this long is closed.
     pub session_idle: Duration,
+    /// NAT traversal: relays to use, external addresses (see [`super::nat`]).
+    pub nat: super::nat::NatConfig,
     /// Fault injection for tests: flip a bit in every chunk we upload, so
     /// peers' verification and banning can be exercised. Never set it otherwise.
     #[doc(hidden)]
@@ -82,6 +84,7 @@ impl Default for EngineConfig {
             max_manifest_asks: 8,
             ask_timeout: Duration::from_secs(60),
             session_idle: Duration::from_secs(30),
+            nat: super::nat::NatConfig::default(),
             corrupt_uploads: false,
         }
     }

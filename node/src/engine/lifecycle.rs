@@ -51,6 +51,7 @@ impl Engine {
                     downloaded: 0,
                     connected_peers: self.connected.len(),
                     banned: self.banned.iter().copied().collect(),
+                    nat: self.nat.stats(),
                     ..Stats::default()
                 });
             }

@@ -16,6 +16,7 @@ mod discovery;
 mod disk;
 mod fetch;
 mod lifecycle;
+mod nat;
 mod serve;
 pub mod session;
 
@@ -31,6 +32,7 @@ use protocol::{ChunkIndex, ContentId};
 use tokio::sync::{mpsc, oneshot};
 
 pub use config::EngineConfig;
+pub use nat::NatConfig;
 
 use crate::behaviour::{Behaviour, BehaviourEvent};
 use crate::client::Command;
@@ -86,6 +88,8 @@ pub struct Engine {
     dead_writers: Vec<PeerId>,
     /// Metrics the loop updates.
     metrics: Tracker,
+    /// Reachability, relays, hole punches (see [`nat`]).
+    nat: nat::NatState,
 }
 
 impl Engine {
@@ -107,6 +111,7 @@ impl Engine {
                 .unwrap_or([7; 8]),
         ) ^ rand::random::<u64>();
         let strikes = Strikes::new(config.max_strikes, config.strike_block);
+        let nat = nat::NatState::new(config.nat.clone());
         let uploads = UploadQueue::new(UploadLimits {
             max_waiting: config.max_queued_uploads,
             max_waiting_per_peer: config.max_queued_uploads_per_peer,
@@ -150,12 +155,14 @@ impl Engine {
             stalled: Vec::new(),
             dead_writers: Vec::new(),
             metrics: Tracker::new(metrics),
+            nat,
         })
     }
 
     /// Runs until shut down; saves resume state on the way out.
     pub async fn run(mut self) {
         self.start_bootstrap();
+        self.start_nat();
         let mut tick = tokio::time::interval(Duration::from_millis(250));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -163,7 +170,10 @@ impl Engine {
             let sleep = tokio::time::sleep_until(tokio::time::Instant::from_std(deadline));
             tokio::select! {
                 ev = self.swarm.select_next_some() => self.on_swarm_event(ev),
-                Some(ev) = self.stream_rx.recv() => self.on_stream_event(ev),
+                Some(ev) = self.stream_rx.recv() => {
+                    self.nat_count(&ev);
+                    self.on_stream_event(ev);
+                }
                 cmd = self.commands.recv() => match cmd {
                     Some(Command::Shutdown(reply)) => {
                         self.save_all_now().await;
@@ -196,12 +206,14 @@ impl Engine {
                 _ => None,
             })
             .chain(self.sessions.poll_timeout())
+            .chain(self.nat.poll_timeout())
             .min()
             .map_or(far, |t| t.min(far))
     }
 
     fn on_swarm_event(&mut self, ev: SwarmEvent<BehaviourEvent>) {
         self.metrics.record_swarm(&ev);
+        self.nat_observe(&ev);
         match ev {
             SwarmEvent::NewListenAddr { address, .. } => self.on_new_listen_addr(address),
             SwarmEvent::ConnectionEstablished {
@@ -302,6 +314,7 @@ impl Engine {
     fn on_timers(&mut self) {
         let now = Instant::now();
         self.release_penalty_box(now);
+        self.nat_timer(now);
         for (peer, what) in self.sessions.handle_timeout(now) {
             tracing::debug!(%peer, ?what, "ask timed out");
             self.ask_failed(peer, what);
