@@ -33,6 +33,15 @@ pub struct FileConfig {
     pub no_upload: bool,
     /// Prometheus metrics address, e.g. "127.0.0.1:9898" (like `--metrics`).
     pub metrics: Option<String>,
+    /// Run a relay v2 server with the default limits (like a bare `--relay`).
+    #[serde(default)]
+    pub relay_server: bool,
+    /// Relays to reserve a slot on (like repeated `--relay ADDR`).
+    #[serde(default, deserialize_with = "multiaddrs")]
+    pub relays: Vec<Multiaddr>,
+    /// Addresses others reach us at (like repeated `--external`).
+    #[serde(default, deserialize_with = "multiaddrs")]
+    pub external: Vec<Multiaddr>,
 }
 
 fn multiaddrs<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Multiaddr>, D::Error> {
@@ -100,6 +109,9 @@ mod tests {
             max_download = "4MiB"
             no_upload = true
             metrics = "127.0.0.1:9898"
+            relay_server = true
+            relays = ["/ip4/192.0.2.1/tcp/4001/p2p/12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN"]
+            external = ["/ip4/192.0.2.2/tcp/4001"]
             "#,
         )
         .unwrap();
@@ -109,6 +121,9 @@ mod tests {
         assert_eq!(c.max_download.as_deref(), Some("4MiB"));
         assert!(c.no_upload);
         assert_eq!(c.metrics.as_deref(), Some("127.0.0.1:9898"));
+        assert!(c.relay_server);
+        assert_eq!(c.relays.len(), 1);
+        assert_eq!(c.external.len(), 1);
     }
 
     #[test]

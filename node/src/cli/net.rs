@@ -6,8 +6,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
+use libp2p::multiaddr::Protocol;
 use libp2p::Multiaddr;
-use node::units::parse_rate;
+use node::behaviour::RelayLimits;
+use node::units::{parse_rate, parse_size};
 use node::{Client, NodeConfig};
 
 /// Flags every command takes: where to listen, whom to bootstrap through, caps.
@@ -37,6 +39,115 @@ pub struct NetArgs {
     /// Serve Prometheus metrics at http://ADDR/metrics, e.g. 127.0.0.1:9898. No authentication: keep it on loopback.
     #[arg(long, value_name = "ADDR")]
     pub metrics: Option<std::net::SocketAddr>,
+    /// Bare `--relay`: run a relay v2 server for peers behind NATs (needs an
+    /// address others can reach: a public listen address or --external).
+    /// `--relay ADDR` (repeatable; a multiaddr ending in /p2p/<relay peer id>):
+    /// reserve a slot on that relay, so peers reach us through it even
+    /// behind a NAT, and hole-punch to them when possible. A node given a
+    /// relay advertises only its relayed address and addresses AutoNAT
+    /// confirms, and stays a DHT client until AutoNAT finds it reachable.
+    /// Without --relay ADDR, a node that AutoNAT finds unreachable reserves
+    /// on connected peers that run a relay. Put a bare --relay after any
+    /// positional argument (or write --relay=serve).
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "serve")]
+    pub relay: Vec<RelayArg>,
+    /// An address others reach us at (repeatable), e.g. a public or
+    /// port-forwarded address: advertised as confirmed, and reachability is
+    /// public. A relay needs one unless it listens on a public address.
+    #[arg(long, value_name = "ADDR")]
+    pub external: Vec<Multiaddr>,
+    /// Relay server: most circuits relayed at once, in total [default: 16].
+    #[arg(long, value_name = "N")]
+    pub relay_max_circuits: Option<usize>,
+    /// Relay server: most circuits at once from or to one peer [default: 4].
+    #[arg(long, value_name = "N")]
+    pub relay_max_circuits_per_peer: Option<usize>,
+    /// Relay server: a circuit is closed after this many seconds [default:
+    /// 900; libp2p's 120 ends real transfers].
+    #[arg(long, value_name = "SECS")]
+    pub relay_max_circuit_duration: Option<u64>,
+    /// Relay server: a circuit is closed after carrying this much, both
+    /// directions together, e.g. 256MiB [default: 256MiB; libp2p's 128KiB
+    /// ends real transfers]. With the defaults the relay carries at most
+    /// 16 x 256 MiB at once; per source peer libp2p allows a burst of 30
+    /// circuits, then one per 2 minutes.
+    #[arg(long, value_name = "SIZE")]
+    pub relay_max_circuit_bytes: Option<String>,
+}
+
+/// One `--relay`: run a relay server, or use the relay at an address.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RelayArg {
+    /// Bare `--relay` (or `--relay=serve`): run a relay v2 server.
+    Serve,
+    /// `--relay ADDR`: reserve a slot on this relay.
+    Use(Multiaddr),
+}
+
+impl std::str::FromStr for RelayArg {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s.is_empty() || s == "serve" {
+            return Ok(Self::Serve);
+        }
+        let addr: Multiaddr = s
+            .parse()
+            .map_err(|e| format!("{s:?} is neither `serve` nor a multiaddr: {e}"))?;
+        if addr.iter().any(|p| p == Protocol::P2pCircuit) {
+            return Err(format!(
+                "{s:?} is a relayed address; give the relay's own address, ending in /p2p/<relay peer id>"
+            ));
+        }
+        if !matches!(addr.iter().last(), Some(Protocol::P2p(_))) {
+            return Err(format!(
+                "{s:?} does not end in /p2p/<relay peer id>; the relay prints its full address when it starts"
+            ));
+        }
+        Ok(Self::Use(addr))
+    }
+}
+
+impl NetArgs {
+    /// Relays to use (`--relay ADDR`).
+    fn relays_used(&self) -> Vec<Multiaddr> {
+        self.relay
+            .iter()
+            .filter_map(|r| match r {
+                RelayArg::Use(a) => Some(a.clone()),
+                RelayArg::Serve => None,
+            })
+            .collect()
+    }
+
+    /// The relay server's limits if one runs (bare `--relay` or `relay_server = true`).
+    fn relay_limits(&self, serve: bool) -> anyhow::Result<Option<RelayLimits>> {
+        let any_limit = self.relay_max_circuits.is_some()
+            || self.relay_max_circuits_per_peer.is_some()
+            || self.relay_max_circuit_duration.is_some()
+            || self.relay_max_circuit_bytes.is_some();
+        if !serve {
+            if any_limit {
+                anyhow::bail!("--relay-max-* limits apply to a relay server: add a bare --relay");
+            }
+            return Ok(None);
+        }
+        let mut l = RelayLimits::default();
+        if let Some(n) = self.relay_max_circuits {
+            l.max_circuits = n;
+        }
+        if let Some(n) = self.relay_max_circuits_per_peer {
+            l.max_circuits_per_peer = n;
+        }
+        if let Some(secs) = self.relay_max_circuit_duration {
+            l.max_circuit_duration = Duration::from_secs(secs);
+        }
+        if let Some(b) = &self.relay_max_circuit_bytes {
+            l.max_circuit_bytes = parse_size(b)
+                .map_err(|e| anyhow::anyhow!("invalid --relay-max-circuit-bytes: {e}"))?;
+        }
+        Ok(Some(l))
+    }
 }
 
 /// The data dir's lock, held by a process that runs a node.
@@ -122,6 +233,27 @@ pub async fn start(net: &NetArgs, find_timeout: Option<Duration>) -> anyhow::Res
         net.bootstrap.clone()
     };
     config.engine.transfer.upload_enabled = !(net.no_upload || file.no_upload);
+    let serve_relay = net.relay.contains(&RelayArg::Serve) || file.relay_server;
+    config.net.relay_server = net.relay_limits(serve_relay)?;
+    let relays = net.relays_used();
+    config.engine.nat.relays = if relays.is_empty() {
+        for a in &file.relays {
+            a.to_string()
+                .parse::<RelayArg>()
+                .map_err(|e| anyhow::anyhow!("invalid relays entry in config.toml: {e}"))?;
+        }
+        file.relays.clone()
+    } else {
+        relays
+    };
+    config.engine.nat.external = if net.external.is_empty() {
+        file.external.clone()
+    } else {
+        net.external.clone()
+    };
+    // Behind a relay our listen addresses are (probably) private: advertise the
+    // relayed address and what AutoNAT confirms instead.
+    config.engine.listen_addrs_are_external = config.engine.nat.relays.is_empty();
     if let Some(t) = find_timeout {
         config.engine.find_timeout = t;
     }
@@ -164,4 +296,98 @@ pub async fn print_listen_addrs(client: &Client) -> anyhow::Result<()> {
     }
     let _ = std::io::stdout().flush();
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        net: NetArgs,
+        path: Option<String>,
+    }
+
+    const RELAY: &str =
+        "/ip4/192.0.2.1/tcp/4001/p2p/12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN";
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("node").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn bare_relay_serves_and_relay_addr_uses() {
+        let c = parse(&["--relay"]).unwrap();
+        assert_eq!(c.net.relay, vec![RelayArg::Serve]);
+        let c = parse(&["--relay", RELAY, "--relay", RELAY]).unwrap();
+        let want = RelayArg::Use(RELAY.parse().unwrap());
+        assert_eq!(c.net.relay, vec![want.clone(), want]);
+        assert_eq!(c.net.relays_used().len(), 2);
+        let c = parse(&["--relay=serve", "--relay", RELAY]).unwrap();
+        assert_eq!(c.net.relay[0], RelayArg::Serve);
+        let c = parse(&["--relay", "--listen", "/ip4/127.0.0.1/tcp/0"]).unwrap();
+        assert_eq!(c.net.relay, vec![RelayArg::Serve]);
+        assert_eq!(c.net.listen.len(), 1);
+        let c = parse(&[]).unwrap();
+        assert!(c.net.relay.is_empty() && c.net.relays_used().is_empty());
+    }
+
+    #[test]
+    fn a_relay_address_needs_the_relay_peer_id_and_no_circuit() {
+        let e = parse(&["--relay", "/ip4/192.0.2.1/tcp/4001"])
+            .err()
+            .unwrap();
+        assert!(e.to_string().contains("/p2p/<relay peer id>"), "{e}");
+        let circuit = format!("{RELAY}/p2p-circuit");
+        let e = parse(&["--relay", &circuit]).err().unwrap();
+        assert!(e.to_string().contains("relayed address"), "{e}");
+        // A bare --relay before a positional argument takes it as the address.
+        let e = parse(&["--relay", "file.bin"]).err().unwrap();
+        assert!(
+            e.to_string().contains("neither `serve` nor a multiaddr"),
+            "{e}"
+        );
+        assert!(parse(&["file.bin", "--relay"]).is_ok());
+    }
+
+    #[test]
+    fn relay_limits_default_to_ours_and_need_a_server() {
+        let c = parse(&["--relay"]).unwrap();
+        let l = c.net.relay_limits(true).unwrap().unwrap();
+        assert_eq!(l, RelayLimits::default());
+        assert!(l.max_circuit_duration >= Duration::from_secs(600));
+        assert!(
+            l.max_circuit_bytes >= 128 << 20,
+            "a 64 MiB transfer fits both ways"
+        );
+        let c = parse(&[
+            "--relay",
+            "--relay-max-circuits",
+            "3",
+            "--relay-max-circuits-per-peer",
+            "1",
+            "--relay-max-circuit-duration",
+            "60",
+            "--relay-max-circuit-bytes",
+            "1MiB",
+        ])
+        .unwrap();
+        let l = c.net.relay_limits(true).unwrap().unwrap();
+        assert_eq!(
+            (
+                l.max_circuits,
+                l.max_circuits_per_peer,
+                l.max_circuit_duration,
+                l.max_circuit_bytes
+            ),
+            (3, 1, Duration::from_secs(60), 1 << 20)
+        );
+        let c = parse(&["--relay-max-circuits", "3"]).unwrap();
+        assert!(c.net.relay_limits(false).is_err());
+        assert_eq!(parse(&[]).unwrap().net.relay_limits(false).unwrap(), None);
+        let c = parse(&["--relay", "--relay-max-circuit-bytes", "lots"]).unwrap();
+        assert!(c.net.relay_limits(true).is_err());
+    }
 }

@@ -20,6 +20,44 @@ struct StatsJson {
     banned: Vec<String>,
     wire_sent: WireBytes,
     wire_received: WireBytes,
+    nat: NatJson,
+}
+
+/// NAT traversal: what AutoNAT found, reservations, connections by kind,
+/// hole punches, and chunk payload bytes by connection kind.
+#[derive(Debug, Serialize)]
+struct NatJson {
+    /// "public", "private" or "unknown".
+    reachability: &'static str,
+    /// Relays we hold a slot on, each ending in /p2p/<relay id>.
+    reservations: Vec<String>,
+    conns_direct: usize,
+    conns_relayed: usize,
+    punches_tried: u64,
+    punches_ok: u64,
+    /// Milliseconds from the first relayed connection to the first direct
+    /// one to a peer reached over a relay; null if none.
+    first_direct_ms: Option<u64>,
+    /// Chunk payload sent and received with peers reached only over a relay.
+    bytes_relayed: u64,
+    /// Chunk payload sent and received with peers we had a direct connection to.
+    bytes_direct: u64,
+}
+
+impl From<&node::client::NatStats> for NatJson {
+    fn from(n: &node::client::NatStats) -> Self {
+        Self {
+            reachability: n.reachability.as_str(),
+            reservations: n.reservations.iter().map(ToString::to_string).collect(),
+            conns_direct: n.conns_direct,
+            conns_relayed: n.conns_relayed,
+            punches_tried: n.punches_tried,
+            punches_ok: n.punches_ok,
+            first_direct_ms: n.first_direct_ms,
+            bytes_relayed: n.bytes_relayed,
+            bytes_direct: n.bytes_direct,
+        }
+    }
 }
 
 /// Session bytes by kind.
@@ -61,6 +99,7 @@ pub async fn write_stats(client: &Client, net: &NetArgs, progress: Option<(u32, 
         banned: s.banned.iter().map(ToString::to_string).collect(),
         wire_sent: s.wire_sent.into(),
         wire_received: s.wire_received.into(),
+        nat: (&s.nat).into(),
     };
     let Ok(mut json) = serde_json::to_string(&stats) else {
         return;
@@ -111,13 +150,28 @@ mod tests {
             banned: vec!["12D3KooWbad".into()],
             wire_sent: [1, 2, 3, 4].into(),
             wire_received: [5, 6, 7, 8].into(),
+            nat: (&node::client::NatStats {
+                reachability: node::client::Reachability::Private,
+                reservations: vec!["/ip4/192.0.2.1/tcp/4001".parse().unwrap()],
+                conns_direct: 1,
+                conns_relayed: 2,
+                punches_tried: 3,
+                punches_ok: 2,
+                first_direct_ms: None,
+                bytes_relayed: 10,
+                bytes_direct: 20,
+            })
+                .into(),
         };
         assert_eq!(
             serde_json::to_string(&stats).unwrap(),
             "{\"peer_id\":\"12D3KooWabc\",\"uploaded\":10,\"downloaded\":20,\"have\":3,\"total\":4,\
              \"peers\":2,\"banned\":[\"12D3KooWbad\"],\
              \"wire_sent\":{\"payload\":1,\"proofs\":2,\"control\":3,\"framing\":4},\
-             \"wire_received\":{\"payload\":5,\"proofs\":6,\"control\":7,\"framing\":8}}"
+             \"wire_received\":{\"payload\":5,\"proofs\":6,\"control\":7,\"framing\":8},\
+             \"nat\":{\"reachability\":\"private\",\"reservations\":[\"/ip4/192.0.2.1/tcp/4001\"],\
+             \"conns_direct\":1,\"conns_relayed\":2,\"punches_tried\":3,\"punches_ok\":2,\
+             \"first_direct_ms\":null,\"bytes_relayed\":10,\"bytes_direct\":20}}"
         );
     }
 }
