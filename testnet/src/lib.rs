@@ -19,6 +19,7 @@ pub mod distribution;
 pub mod hostile;
 pub mod ipcmd;
 pub mod loopback;
+pub mod nat;
 pub mod netns;
 pub mod nodebin;
 pub mod nsrun;

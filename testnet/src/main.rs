@@ -153,6 +153,15 @@ enum Command {
     /// the seeder's peak RSS and its RSS after the attackers left, with
     /// PASS/FAIL per attack, and writes hostile.csv to the run folder.
     Hostile(testnet::hostile::cli::MeasureArgs),
+    /// Measure NAT traversal (root: network namespaces, nftables): per
+    /// trial, fresh namespaces with a relay/bootstrap node on an "internet"
+    /// segment and every peer behind a NAT router of its own; a NATed seeder
+    /// shares a file, leechers fetch it. Writes nat.csv; prints per topology
+    /// direct connections x/K, copies verified, median time to direct and
+    /// the share of bytes that went direct.
+    ///
+    /// Example: testnet nat --trials 20 --topology cone-cone,symmetric-symmetric
+    Nat(testnet::nat::cli::NatArgs),
     /// One adversarial peer as its own process (used by `hostile`).
     #[command(hide = true)]
     HostilePeer(testnet::hostile::cli::PeerArgs),
@@ -166,6 +175,7 @@ impl Command {
             Command::Distribution { .. } => "distribution",
             Command::Sweep => "sweep",
             Command::Hostile(_) => "hostile",
+            Command::Nat(_) => "nat",
             Command::HostilePeer(_) => "hostile-peer",
         }
     }
@@ -213,6 +223,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     if matches!(cli.command, Command::Distribution { .. }) && !netns::is_root() {
         anyhow::bail!(
             "`testnet distribution` needs root: it creates network namespaces and tc caps"
+        );
+    }
+    if matches!(cli.command, Command::Nat(_)) && !netns::is_root() {
+        anyhow::bail!(
+            "`testnet nat` needs root: it creates network namespaces and nftables NAT routers"
         );
     }
     let bin = nodebin::resolve(cli.node_bin.as_deref()).await?;
@@ -312,6 +327,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Hostile(args) => tokio::select! {
             r = testnet::hostile::cli::run_measure(&mut sup, &run_dir, args) => r,
+            sig = signals.recv() => interrupted(sig),
+        },
+        // Dropping the run on a signal stops its nodes and removes its namespaces.
+        Command::Nat(args) => tokio::select! {
+            r = testnet::nat::cli::run(sup.bin(), &run_dir, args) => r,
             sig = signals.recv() => interrupted(sig),
         },
         // Returned before any node was built or started.

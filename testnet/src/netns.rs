@@ -392,7 +392,7 @@ pub fn pids_in(ns: &str) -> anyhow::Result<Vec<i32>> {
 
 /// Kills what runs in `ns` (SIGKILL by PID: only our nodes can be in there),
 /// waits for it to go, and deletes the namespace.
-fn remove_namespace(ns: &str) -> anyhow::Result<()> {
+pub fn remove_namespace(ns: &str) -> anyhow::Result<()> {
     let deadline = Instant::now() + KILL_WAIT;
     loop {
         let pids = pids_in(ns).unwrap_or_default();

@@ -1,0 +1,118 @@
+//! The NAT lab (root): routers masquerade and drop unsolicited inbound, a
+//! node behind a NAT reaches the relay's node, and nothing of the lab is
+//! left afterwards.
+//!
+//! Without root these tests skip with a message, except under `CI=true`,
+//! where CI runs as root and a skip would hide a broken setup: they fail.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use testnet::loopback::{Args, NodeFiles, STARTUP_TIMEOUT};
+use testnet::nat::probe;
+use testnet::nat::topo::{Lab, NatKind};
+use testnet::netns;
+use testnet::procs::Supervisor;
+
+/// True when the test may go on; false (after saying why) when it must skip.
+fn root_or_skip(test: &str) -> bool {
+    if netns::is_root() {
+        return true;
+    }
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("{test}: CI=true but not running as root; the NAT lab tests must run in CI");
+    }
+    eprintln!("skipping {test}: the NAT lab needs root (ip netns, nftables)");
+    false
+}
+
+/// Namespaces by `prefix` that still exist.
+fn namespaces_left(prefix: &str) -> Vec<String> {
+    netns::list_namespaces()
+        .expect("ip netns list")
+        .into_iter()
+        .filter(|n| n.starts_with(prefix))
+        .collect()
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn nats_masquerade_block_unsolicited_and_leave_nothing_behind() {
+    if !root_or_skip("nats_masquerade_block_unsolicited_and_leave_nothing_behind") {
+        return;
+    }
+    let bin = common::node_bin().await;
+    let run = common::run_dir("nat-lab");
+    let mut lab = Lab::create(&run.join("lab")).expect("lab");
+    let prefix = lab.prefix().to_string();
+    let relay = lab.add_host("relay", NatKind::None).expect("relay host");
+    let cone = lab.add_host("cone", NatKind::Cone).expect("cone host");
+    let sym = lab
+        .add_host("sym", NatKind::Symmetric)
+        .expect("symmetric host");
+    let public = lab.add_host("public", NatKind::None).expect("public host");
+    assert_eq!(namespaces_left(&prefix).len(), 1 + 1 + 2 + 2 + 1);
+
+    let hosts = [cone.clone(), sym.clone(), public];
+    let report = probe::control_checks(&relay, &hosts)
+        .await
+        .unwrap_or_else(|e| panic!("control checks: {e:#}"));
+    assert_eq!(report.passed.len(), 3 + 2, "{:#?}", report.passed);
+
+    // A node behind each NAT joins the DHT through a node on the internet
+    // segment: TCP through the routers works for the real binary too.
+    let mut sup = Supervisor::new(bin);
+    let files = NodeFiles::create(&run, "relay").expect("files");
+    let args = Args::new(["join"])
+        .opt("--listen", relay.listen_addr())
+        .opt("--data-dir", &files.data);
+    let id = sup
+        .spawn_in_netns("relay", &relay.netns, args.as_slice(), &files.log)
+        .expect("start relay node");
+    let deadline = tokio::time::Instant::now() + STARTUP_TIMEOUT;
+    let addr = sup
+        .next_line(id, deadline, "its listen address")
+        .await
+        .expect("relay node address")
+        .text;
+    let mut stats = Vec::new();
+    for host in [&cone, &sym] {
+        let files = NodeFiles::create(&run, &host.name).expect("files");
+        let args = Args::new(["join"])
+            .opt("--listen", host.listen_addr())
+            .opt("--data-dir", &files.data)
+            .opt("--bootstrap", &addr)
+            .opt("--stats-file", &files.stats);
+        sup.spawn_in_netns(&host.name, &host.netns, args.as_slice(), &files.log)
+            .expect("start NATed node");
+        stats.push((host.name.clone(), files.stats));
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for (name, path) in &stats {
+        loop {
+            let peers = std::fs::read_to_string(path)
+                .ok()
+                .and_then(|t| testnet::stats::NodeStats::parse(&t).ok())
+                .map_or(0, |s| s.peers);
+            if peers > 0 {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{name} behind its NAT never connected to the node at {addr}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let pids = sup.started_pids().to_vec();
+    drop(sup);
+    lab.teardown().expect("teardown");
+    assert_eq!(namespaces_left(&prefix), Vec::<String>::new());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let left: Vec<u32> = pids
+        .into_iter()
+        .filter(|&p| testnet::procs::is_running(p))
+        .collect();
+    assert!(left.is_empty(), "node processes still running: {left:?}");
+    std::fs::remove_dir_all(&run).expect("remove run folder");
+}
