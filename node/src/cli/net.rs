@@ -258,6 +258,7 @@ pub async fn start(net: &NetArgs, find_timeout: Option<Duration>) -> anyhow::Res
         config.engine.find_timeout = t;
     }
     let config_bootstrap_empty = config.engine.bootstrap.is_empty();
+    let uses_relays = !config.engine.nat.relays.is_empty();
     let (client, _task) = node::spawn(keypair, config)?;
     let metrics = match (net.metrics, &file.metrics) {
         (Some(a), _) => Some(a),
@@ -276,7 +277,36 @@ pub async fn start(net: &NetArgs, find_timeout: Option<Duration>) -> anyhow::Res
             .context("timed out reaching the bootstrap peers")??;
         tracing::info!("connected to {n} bootstrap peers");
     }
+    if uses_relays {
+        wait_for_reservation(&client).await;
+    }
     Ok(client)
+}
+
+/// Most time to wait for a slot on a `--relay` before going on without one.
+const RESERVATION_WAIT: Duration = Duration::from_secs(15);
+
+/// Waits (bounded) until a relay holds a slot for us: then our provider
+/// records carry the relayed address from the first announce, and, since a
+/// reservation follows identify from the relay, DCUtR knows our observed
+/// address before the first relayed connection (NATLAB fact 2).
+async fn wait_for_reservation(client: &Client) {
+    let deadline = tokio::time::Instant::now() + RESERVATION_WAIT;
+    loop {
+        if let Ok(s) = client.stats().await {
+            if !s.nat.reservations.is_empty() {
+                return;
+            }
+        }
+        if tokio::time::Instant::now() >= deadline {
+            tracing::warn!(
+                "no relay accepted a reservation within {} s; going on (peers behind NATs cannot reach us until one does)",
+                RESERVATION_WAIT.as_secs()
+            );
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// Fails early if files cannot be created in `dir` (the probe never follows a link or truncates anything).

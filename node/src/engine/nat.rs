@@ -15,22 +15,17 @@ use libp2p::core::ConnectedPoint;
 use libp2p::multiaddr::Protocol;
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::{DialError, SwarmEvent};
-use libp2p::{identify, kad, relay, Multiaddr};
+use libp2p::{identify, kad, relay};
 use protocol::wire::{Answer, Message};
 use protocol::ContentId;
 
-pub use state::{Action, NatConfig, NatState};
+pub use state::{is_circuit, Action, NatConfig, NatState};
 
 use super::content::Phase;
 use super::Engine;
 use crate::behaviour::BehaviourEvent;
 use crate::client::Reachability;
 use crate::wire::streams::StreamEvent;
-
-/// True for an address through a relay.
-fn is_circuit(addr: &Multiaddr) -> bool {
-    addr.iter().any(|p| p == Protocol::P2pCircuit)
-}
 
 impl Engine {
     /// Applies `--external` and starts on the configured relays.
@@ -49,6 +44,7 @@ impl Engine {
         }
         let acts = self.nat.poll(Instant::now());
         self.nat_apply(acts);
+        self.metrics.nat(&self.nat.stats());
     }
 
     /// Retries relays whose wait is over.
@@ -113,7 +109,7 @@ impl Engine {
                 ..
             })) => {
                 let hop = info.protocols.contains(&relay::HOP_PROTOCOL_NAME);
-                self.nat.identified(now, *peer_id, hop)
+                self.nat.identified(now, *peer_id, hop, &info.listen_addrs)
             }
             SwarmEvent::Behaviour(BehaviourEvent::RelayClient(
                 relay::client::Event::ReservationReqAccepted { relay_peer_id, .. },
@@ -153,9 +149,10 @@ impl Engine {
                 tracing::debug!("relay server: {ev:?}");
                 Vec::new()
             }
-            _ => Vec::new(),
+            _ => return,
         };
         self.nat_apply(acts);
+        self.metrics.nat(&self.nat.stats());
     }
 
     /// Counts chunk payload by connection kind, before the loop handles the event.
@@ -169,14 +166,19 @@ impl Engine {
                         ..
                     },
                 ..
-            } => self.nat.count_bytes(peer, data.len() as u64),
+            } => {
+                let n = data.len() as u64;
+                let relayed = self.nat.count_bytes(peer, n);
+                self.metrics.nat_bytes(relayed, n);
+            }
             StreamEvent::Sent { peer, token } => {
                 let Some((id, index)) = self.delivering.get(token) else {
                     return;
                 };
                 if let Some(Phase::Active(a)) = self.contents.get(id).map(|c| &c.phase) {
-                    let bytes = a.transfer.manifest().chunk_len(*index);
-                    self.nat.count_bytes(peer, u64::from(bytes));
+                    let n = u64::from(a.transfer.manifest().chunk_len(*index));
+                    let relayed = self.nat.count_bytes(peer, n);
+                    self.metrics.nat_bytes(relayed, n);
                 }
             }
             _ => {}
@@ -217,6 +219,15 @@ impl Engine {
                             tracing::warn!("cannot dial relay {addr}: {e}");
                             queue.extend(self.nat.dial_failed(now, peer));
                         }
+                    }
+                }
+                Action::DialDirect { peer, addrs } => {
+                    let opts = DialOpts::peer_id(peer)
+                        .addresses(addrs)
+                        .condition(PeerCondition::NotDialing)
+                        .build();
+                    if let Err(e) = self.swarm.dial(opts) {
+                        tracing::debug!(%peer, "no direct dial: {e}");
                     }
                 }
                 Action::Reserve { peer, addr } => {

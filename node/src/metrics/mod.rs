@@ -1,6 +1,8 @@
 //! Prometheus metrics of a node: kadswarm's own (bytes per content and in
 //! total, chunks, peers, bans, DHT lookup latency, session bytes by kind)
-//! and libp2p's swarm, Kademlia, identify and transport bandwidth metrics,
+//! NAT traversal (reachability, reservations, connections by kind, hole
+//! punches) and libp2p's swarm, Kademlia, identify, relay, DCUtR and
+//! transport bandwidth metrics,
 //! in one registry encoded as OpenMetrics text.
 //!
 //! Counters are atomics the event loop bumps (the per-chunk path takes no
@@ -8,6 +10,7 @@
 //! the stats file reports, so the two always agree. [`http`] serves them.
 
 pub mod http;
+mod nat;
 mod tracker;
 mod wire;
 
@@ -50,6 +53,7 @@ pub struct Metrics {
     pub(crate) bans: Counter,
     pub(crate) lookup_first: Histogram,
     pub(crate) lookup_done: Histogram,
+    pub(crate) nat: nat::NatMetrics,
 }
 
 impl Metrics {
@@ -75,6 +79,7 @@ impl Metrics {
             bans: Counter::default(),
             lookup_first: lookup_buckets(),
             lookup_done: lookup_buckets(),
+            nat: nat::NatMetrics::default(),
         };
         let r = m.registry.sub_registry_with_prefix(PREFIX);
         r.register_collector(Box::new(wire::Totals(counters)));
@@ -133,6 +138,7 @@ impl Metrics {
             Unit::Seconds,
             m.lookup_done.clone(),
         );
+        m.nat.register(r);
         m
     }
 

@@ -25,6 +25,8 @@ pub(crate) struct Tracker {
     held: usize,
     /// When the unchoked peers were last counted.
     unchoked_at: Option<Instant>,
+    /// Punches tried and succeeded at the last NAT update.
+    nat_last: (u64, u64),
 }
 
 struct PerContent {
@@ -42,6 +44,7 @@ impl Tracker {
             lookups: Lookups::default(),
             held: 0,
             unchoked_at: None,
+            nat_last: (0, 0),
         }
     }
 
@@ -101,8 +104,20 @@ impl Tracker {
         match ev {
             SwarmEvent::Behaviour(BehaviourEvent::Kad(e)) => m.record(e),
             SwarmEvent::Behaviour(BehaviourEvent::Identify(e)) => m.record(e),
+            SwarmEvent::Behaviour(BehaviourEvent::Relay(e)) => m.record(e),
+            SwarmEvent::Behaviour(BehaviourEvent::Dcutr(e)) => m.record(e),
             _ => {}
         }
+    }
+
+    /// Sets the NAT metrics from the NAT state's counters.
+    pub(crate) fn nat(&mut self, s: &crate::client::NatStats) {
+        self.metrics.nat.set(s, &mut self.nat_last);
+    }
+
+    /// Chunk payload moved with a peer reached over a relay only (`relayed`) or directly.
+    pub(crate) fn nat_bytes(&self, relayed: bool, n: u64) {
+        self.metrics.nat.bytes(relayed, n);
     }
 
     /// A provider lookup started.

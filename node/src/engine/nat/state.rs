@@ -22,6 +22,8 @@ use crate::client::{NatStats, Reachability};
 pub const MAX_RELAYS: usize = 8;
 /// Most AutoNAT answers remembered (the newest win).
 pub const MAX_TESTS: usize = 16;
+/// Most addresses of a peer dialled directly while we reach it over a relay.
+pub const MAX_DIRECT_ADDRS: usize = 8;
 /// First wait before trying a relay again after a failed dial or reservation.
 const RETRY_FIRST: Duration = Duration::from_secs(5);
 /// Longest wait between tries.
@@ -58,6 +60,10 @@ impl Default for NatConfig {
 pub enum Action {
     /// Connect to a relay (its address ends in `/p2p/<peer>`).
     Dial { peer: PeerId, addr: Multiaddr },
+    /// Dial a peer we reach only over a relay at the direct addresses it
+    /// told us: a public peer answers at once (DCUtR cannot punch to a peer
+    /// that knows no observed address of its own), a NATed one fails fast.
+    DialDirect { peer: PeerId, addrs: Vec<Multiaddr> },
     /// Listen on `addr/p2p-circuit` to reserve a slot; report the listener with [`NatState::reserving`].
     Reserve { peer: PeerId, addr: Multiaddr },
     /// Close this relayed connection: a direct one to the same peer exists.
@@ -116,6 +122,8 @@ struct PeerConns {
     relayed: u32,
     /// A relayed connection came while no direct one existed: DCUtR is punching.
     punching: bool,
+    /// We dialled the direct addresses it told us (once per peer and punch).
+    dialed_direct: bool,
 }
 
 /// The NAT traversal state of one node.
@@ -141,6 +149,11 @@ pub fn relay_peer(addr: &Multiaddr) -> Option<PeerId> {
         Some(Protocol::P2p(peer)) => Some(peer),
         _ => None,
     }
+}
+
+/// True for an address through a relay.
+pub fn is_circuit(addr: &Multiaddr) -> bool {
+    addr.iter().any(|p| p == Protocol::P2pCircuit)
 }
 
 impl NatState {
@@ -269,6 +282,7 @@ impl NatState {
             if p.relayed == 0 {
                 // A punch whose relayed connection went away without a direct one is over.
                 p.punching = false;
+                p.dialed_direct = false;
             }
             if p.direct == 0 && p.relayed == 0 {
                 self.peers.remove(&c.peer);
@@ -294,8 +308,30 @@ impl NatState {
         self.poll(now)
     }
 
-    /// Identify arrived from `peer`; `offers_hop` if it runs a relay server.
-    pub fn identified(&mut self, now: Instant, peer: PeerId, offers_hop: bool) -> Vec<Action> {
+    /// Identify arrived from `peer`, telling its `listen_addrs`; `offers_hop`
+    /// if it runs a relay server.
+    pub fn identified(
+        &mut self,
+        now: Instant,
+        peer: PeerId,
+        offers_hop: bool,
+        listen_addrs: &[Multiaddr],
+    ) -> Vec<Action> {
+        let mut out = Vec::new();
+        if let Some(p) = self.peers.get_mut(&peer) {
+            if p.relayed > 0 && p.direct == 0 && !p.dialed_direct {
+                p.dialed_direct = true;
+                let addrs: Vec<Multiaddr> = listen_addrs
+                    .iter()
+                    .filter(|a| !is_circuit(a))
+                    .take(MAX_DIRECT_ADDRS)
+                    .cloned()
+                    .collect();
+                if !addrs.is_empty() {
+                    out.push(Action::DialDirect { peer, addrs });
+                }
+            }
+        }
         if let Some(r) = self.relays.iter_mut().find(|r| r.peer == peer) {
             r.identified = true;
             r.connected = true;
@@ -319,7 +355,8 @@ impl NatState {
                 });
             }
         }
-        self.poll(now)
+        out.extend(self.poll(now));
+        out
     }
 
     /// The listen on `peer`'s circuit address started as `listener`.
@@ -376,6 +413,10 @@ impl NatState {
 
     /// AutoNAT tested `addr`: reachable or not.
     pub fn tested(&mut self, now: Instant, addr: Multiaddr, ok: bool) -> Vec<Action> {
+        if is_circuit(&addr) {
+            // A peer observed us over a relay: says nothing about our own reachability.
+            return Vec::new();
+        }
         self.tests.retain(|(a, _)| *a != addr);
         self.tests.push_back((addr, ok));
         while self.tests.len() > MAX_TESTS {
@@ -410,11 +451,18 @@ impl NatState {
         true
     }
 
-    /// `bytes` of chunk payload went to or came from `peer`.
-    pub fn count_bytes(&mut self, peer: &PeerId, bytes: u64) {
+    /// `bytes` of chunk payload went to or came from `peer`; true if it
+    /// counted as relayed (the peer had only relayed connections).
+    pub fn count_bytes(&mut self, peer: &PeerId, bytes: u64) -> bool {
         match self.peers.get(peer) {
-            Some(p) if p.direct == 0 && p.relayed > 0 => self.bytes_relayed += bytes,
-            _ => self.bytes_direct += bytes,
+            Some(p) if p.direct == 0 && p.relayed > 0 => {
+                self.bytes_relayed += bytes;
+                true
+            }
+            _ => {
+                self.bytes_direct += bytes;
+                false
+            }
         }
     }
 

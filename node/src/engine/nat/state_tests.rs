@@ -45,7 +45,7 @@ fn no_relay_and_no_nat_means_nothing_to_do() {
     let acts = s.connected(t0, conn(1), peer, false, Some(relay_addr(peer, 1)));
     assert!(acts.is_empty(), "{acts:?}");
     // A peer offering the relay protocol is remembered but not used while reachability is unknown.
-    assert!(s.identified(t0, peer, true).is_empty());
+    assert!(s.identified(t0, peer, true, &[]).is_empty());
     assert_eq!(s.poll_timeout(), None);
     let st = s.stats();
     assert_eq!(st.reachability, Reachability::Unknown);
@@ -68,12 +68,12 @@ fn an_explicit_relay_is_dialled_and_reserved_only_after_identify() {
     // Connected but not identified: DCUtR would lack our observed address (NATLAB fact 2).
     let acts = s.connected(t0, conn(1), relay, false, Some(addr.clone()));
     assert!(reserves(&acts).is_empty(), "{acts:?}");
-    let acts = s.identified(t0, relay, true);
+    let acts = s.identified(t0, relay, true, &[]);
     assert_eq!(reserves(&acts), vec![relay]);
     let listener = ListenerId::next();
     s.reserving(relay, listener);
     // Identify again (push, periodic): no second reservation.
-    assert!(reserves(&s.identified(t0, relay, true)).is_empty());
+    assert!(reserves(&s.identified(t0, relay, true, &[])).is_empty());
     assert!(s.stats().reservations.is_empty(), "not accepted yet");
     assert_eq!(s.reserved(relay), Some(addr.clone()));
     assert_eq!(s.reserved(relay), None, "a renewal is not new");
@@ -88,7 +88,7 @@ fn a_lost_reservation_is_retried_with_growing_waits() {
     let mut s = with_relays(vec![addr.clone()]);
     s.poll(t0);
     s.connected(t0, conn(1), relay, false, Some(addr.clone()));
-    s.identified(t0, relay, true);
+    s.identified(t0, relay, true, &[]);
     let l1 = ListenerId::next();
     s.reserving(relay, l1);
     s.reserved(relay);
@@ -137,14 +137,14 @@ fn private_reachability_reserves_on_connected_relays_up_to_the_limit() {
             Some(relay_addr(*r, 4000 + i as u16)),
         );
         assert!(
-            s.identified(t0, *r, true).is_empty(),
+            s.identified(t0, *r, true, &[]).is_empty(),
             "reachability unknown yet"
         );
     }
     // A peer we did not dial (inbound) is no candidate: we may not reach it.
     let inbound = PeerId::random();
     s.connected(t0, conn(9), inbound, false, None);
-    s.identified(t0, inbound, true);
+    s.identified(t0, inbound, true, &[]);
     let addr: Multiaddr = "/ip4/198.51.100.7/tcp/4001".parse().unwrap();
     let acts = s.tested(t0, addr, false);
     assert!(acts.contains(&Action::Reachability(Reachability::Private)));
@@ -168,10 +168,10 @@ fn explicit_relays_come_before_candidates() {
     });
     let cand = PeerId::random();
     s.connected(t0, conn(1), cand, false, Some(relay_addr(cand, 4002)));
-    s.identified(t0, cand, true);
+    s.identified(t0, cand, true, &[]);
     s.tested(t0, "/ip4/198.51.100.7/tcp/1".parse().unwrap(), false);
     s.connected(t0, conn(2), explicit, false, None);
-    let acts = s.identified(t0, explicit, true);
+    let acts = s.identified(t0, explicit, true, &[]);
     assert_eq!(reserves(&acts), vec![explicit]);
 }
 
@@ -261,4 +261,47 @@ fn a_failed_punch_is_settled_once_and_bytes_count_as_relayed() {
     // All of the peer's connections gone: its entry goes too (bounded by connections).
     s.closed(t0, conn(1));
     assert!(s.peers.is_empty() && s.conns.is_empty());
+}
+
+#[test]
+fn a_peer_reached_over_a_relay_is_dialled_once_at_its_direct_addresses() {
+    let t0 = Instant::now();
+    let mut s = NatState::new(NatConfig::default());
+    let peer = PeerId::random();
+    let direct: Multiaddr = "/ip4/198.51.100.9/tcp/4001".parse().unwrap();
+    let relayed: Multiaddr = format!(
+        "/ip4/198.51.100.1/tcp/4001/p2p/{}/p2p-circuit",
+        PeerId::random()
+    )
+    .parse()
+    .unwrap();
+    let told = [relayed, direct.clone()];
+    // Identify from a peer we reach directly: nothing to do.
+    s.connected(t0, conn(1), peer, false, None);
+    assert!(s.identified(t0, peer, false, &told).is_empty());
+    s.closed(t0, conn(1));
+    s.connected(t0, conn(2), peer, true, None);
+    assert_eq!(
+        s.identified(t0, peer, false, &told),
+        vec![Action::DialDirect {
+            peer,
+            addrs: vec![direct]
+        }],
+        "only the direct address is dialled"
+    );
+    assert!(s.identified(t0, peer, false, &told).is_empty(), "once");
+}
+
+#[test]
+fn autonat_answers_about_relayed_addresses_are_ignored() {
+    let t0 = Instant::now();
+    let mut s = NatState::new(NatConfig::default());
+    let relayed: Multiaddr = format!(
+        "/ip4/127.0.0.1/tcp/4001/p2p/{}/p2p-circuit",
+        PeerId::random()
+    )
+    .parse()
+    .unwrap();
+    assert!(s.tested(t0, relayed, false).is_empty());
+    assert_eq!(s.stats().reachability, Reachability::Unknown);
 }
