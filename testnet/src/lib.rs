@@ -27,6 +27,7 @@ pub mod procs;
 pub mod progress;
 pub mod report;
 pub mod rundir;
+pub mod sim;
 pub mod stats;
 pub mod swarm;
 pub mod timeline;

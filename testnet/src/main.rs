@@ -162,6 +162,13 @@ enum Command {
     ///
     /// Example: testnet nat --trials 20 --topology cone-cone,symmetric-symmetric
     Nat(testnet::nat::cli::NatArgs),
+    /// Simulate a swarm in virtual time (no root, no nodes): every peer runs
+    /// the real protocol Transfer, picker and choker over a fluid bandwidth
+    /// model. Prints distribution time, the P2P bound and their ratio; writes
+    /// per-peer CSVs (and a chart over N) to --out. Same --seed, same bytes.
+    ///
+    /// Example (the target): testnet sim --peers 10000
+    Sim(testnet::sim::cli::SimArgs),
     /// One adversarial peer as its own process (used by `hostile`).
     #[command(hide = true)]
     HostilePeer(testnet::hostile::cli::PeerArgs),
@@ -175,6 +182,7 @@ impl Command {
             Command::Distribution { .. } => "distribution",
             Command::Sweep => "sweep",
             Command::Hostile(_) => "hostile",
+            Command::Sim(_) => "sim",
             Command::Nat(_) => "nat",
             Command::HostilePeer(_) => "hostile-peer",
         }
@@ -216,6 +224,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("removed {name}");
         }
         return Ok(ExitCode::SUCCESS);
+    }
+    if let Command::Sim(args) = &cli.command {
+        return testnet::sim::cli::run(args);
     }
     if let Command::HostilePeer(args) = &cli.command {
         return testnet::hostile::cli::run_peer(args).await;
@@ -335,7 +346,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             sig = signals.recv() => interrupted(sig),
         },
         // Returned before any node was built or started.
-        Command::Sweep | Command::HostilePeer(_) => Ok(ExitCode::SUCCESS),
+        Command::Sweep | Command::HostilePeer(_) | Command::Sim(_) => Ok(ExitCode::SUCCESS),
     };
 
     if let Err(e) = &outcome {
