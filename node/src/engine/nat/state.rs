@@ -28,6 +28,8 @@ pub const MAX_DIRECT_ADDRS: usize = 8;
 const RETRY_FIRST: Duration = Duration::from_secs(5);
 /// Longest wait between tries.
 const RETRY_MAX: Duration = Duration::from_secs(300);
+/// How long a punch outlives its relayed connection (see `PeerConns::linger_until`).
+const PUNCH_LINGER: Duration = Duration::from_secs(10);
 
 /// What the state needs to know from the command line.
 #[derive(Clone, Debug)]
@@ -124,6 +126,11 @@ struct PeerConns {
     punching: bool,
     /// We dialled the direct addresses it told us (once per peer and punch).
     dialed_direct: bool,
+    /// Its relayed connections are gone while a punch was under way: the
+    /// entry stays until then, because the peer closes the relayed
+    /// connection as soon as it sees the direct one, which may reach us
+    /// after that close.
+    linger_until: Option<Instant>,
 }
 
 /// The NAT traversal state of one node.
@@ -154,6 +161,20 @@ pub fn relay_peer(addr: &Multiaddr) -> Option<PeerId> {
 /// True for an address through a relay.
 pub fn is_circuit(addr: &Multiaddr) -> bool {
     addr.iter().any(|p| p == Protocol::P2pCircuit)
+}
+
+/// True for an address a peer could dial directly: IP or DNS, not through a relay.
+fn is_testable(addr: &Multiaddr) -> bool {
+    matches!(
+        addr.iter().next(),
+        Some(
+            Protocol::Ip4(_)
+                | Protocol::Ip6(_)
+                | Protocol::Dns(_)
+                | Protocol::Dns4(_)
+                | Protocol::Dns6(_)
+        )
+    ) && !is_circuit(addr)
 }
 
 impl NatState {
@@ -226,6 +247,7 @@ impl NatState {
         );
         let mut out = Vec::new();
         let p = self.peers.entry(peer).or_default();
+        p.linger_until = None;
         if relayed {
             p.relayed += 1;
             if p.direct == 0 && !p.punching {
@@ -280,14 +302,15 @@ impl NatState {
                 p.direct = p.direct.saturating_sub(1);
             }
             if p.relayed == 0 {
-                // A punch whose relayed connection went away without a direct one is over.
-                p.punching = false;
                 p.dialed_direct = false;
-            }
-            if p.direct == 0 && p.relayed == 0 {
-                self.peers.remove(&c.peer);
+                if p.punching && p.direct == 0 {
+                    p.linger_until = Some(now + PUNCH_LINGER);
+                }
             }
         }
+        // Entries live as long as their connections, or a lingering punch.
+        self.peers
+            .retain(|_, p| p.direct + p.relayed > 0 || p.linger_until.is_some_and(|t| t > now));
         if !c.relayed && !self.conns.values().any(|o| o.peer == c.peer && !o.relayed) {
             if let Some(r) = self.relays.iter_mut().find(|r| r.peer == c.peer) {
                 r.connected = false;
@@ -413,8 +436,9 @@ impl NatState {
 
     /// AutoNAT tested `addr`: reachable or not.
     pub fn tested(&mut self, now: Instant, addr: Multiaddr, ok: bool) -> Vec<Action> {
-        if is_circuit(&addr) {
-            // A peer observed us over a relay: says nothing about our own reachability.
+        if !is_testable(&addr) {
+            // A peer observed us over a relay (`/p2p/<us>`, or the relay's
+            // circuit address): that says nothing about our own reachability.
             return Vec::new();
         }
         self.tests.retain(|(a, _)| *a != addr);

@@ -303,5 +303,32 @@ fn autonat_answers_about_relayed_addresses_are_ignored() {
     .parse()
     .unwrap();
     assert!(s.tested(t0, relayed, false).is_empty());
+    // What a peer sees of us on an inbound relayed connection.
+    let bare: Multiaddr = format!("/p2p/{}", PeerId::random()).parse().unwrap();
+    assert!(s.tested(t0, bare, false).is_empty());
     assert_eq!(s.stats().reachability, Reachability::Unknown);
+}
+
+#[test]
+fn a_direct_connection_just_after_the_peer_closed_the_relayed_one_still_counts() {
+    let t0 = Instant::now();
+    let mut s = NatState::new(NatConfig::default());
+    let peer = PeerId::random();
+    s.connected(t0, conn(1), peer, true, None);
+    // The peer saw the direct connection first and closed the relayed one.
+    s.closed(t0, conn(1));
+    let t1 = t0 + Duration::from_millis(5);
+    let acts = s.connected(t1, conn(2), peer, false, None);
+    assert!(acts.contains(&Action::PunchOk(peer)), "{acts:?}");
+    assert!(acts.contains(&Action::Direct(peer)));
+    assert_eq!(s.stats().punches_ok, 1);
+    // Without a direct connection the lingering entry goes after a while.
+    let other = PeerId::random();
+    s.connected(t1, conn(3), other, true, None);
+    s.closed(t1, conn(3));
+    s.closed(t1 + Duration::from_secs(60), conn(2));
+    assert!(
+        s.peers.is_empty(),
+        "bounded by connections and recent punches"
+    );
 }
