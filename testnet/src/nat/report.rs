@@ -100,6 +100,8 @@ pub struct Summary {
     pub reserved: usize,
     /// Median ms from relayed to direct, over rows that went direct.
     pub median_to_direct_ms: Option<u64>,
+    /// Median ms from starting the leechers to a verified copy.
+    pub median_transfer_ms: Option<u64>,
     /// Share of session bytes that went direct, over rows that went direct.
     pub direct_share_punched: Option<f64>,
     /// Share of session bytes that went direct, over all rows.
@@ -134,6 +136,12 @@ pub fn summarize(rows: &[Row]) -> Vec<Summary> {
                 .filter_map(|r| r.time_to_direct_ms)
                 .collect();
             times.sort_unstable();
+            let mut transfers: Vec<u64> = rs
+                .iter()
+                .filter(|r| r.transfer_ok)
+                .filter_map(|r| r.transfer_ms)
+                .collect();
+            transfers.sort_unstable();
             let share = |rows: &mut dyn Iterator<Item = &&Row>| {
                 let (d, all) = rows.fold((0u64, 0u64), |(d, all), r| {
                     (d + r.bytes_direct, all + r.bytes_direct + r.bytes_relayed)
@@ -149,6 +157,7 @@ pub fn summarize(rows: &[Row]) -> Vec<Summary> {
                 trials_all_ok,
                 reserved,
                 median_to_direct_ms: median(&times),
+                median_transfer_ms: median(&transfers),
                 direct_share_punched: share(&mut rs.iter().filter(|r| r.direct)),
                 direct_share_all: share(&mut rs.iter()),
             }
@@ -164,7 +173,7 @@ fn median(sorted: &[u64]) -> Option<u64> {
 /// The summary as a table for the terminal and `summary.txt`.
 pub fn render(summaries: &[Summary]) -> String {
     let mut out = format!(
-        "{:<20} {:>7} {:>9} {:>10} {:>9} {:>14} {:>15} {:>12}\n",
+        "{:<20} {:>7} {:>9} {:>10} {:>9} {:>14} {:>15} {:>12} {:>13}\n",
         "topology",
         "trials",
         "reserved",
@@ -172,12 +181,13 @@ pub fn render(summaries: &[Summary]) -> String {
         "copies ok",
         "all ok/trials",
         "median->direct",
-        "direct bytes"
+        "direct bytes",
+        "median copy"
     );
     for s in summaries {
         let pct = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{:.1} %", v * 100.0));
         out.push_str(&format!(
-            "{:<20} {:>7} {:>9} {:>10} {:>9} {:>14} {:>15} {:>12}\n",
+            "{:<20} {:>7} {:>9} {:>10} {:>9} {:>14} {:>15} {:>12} {:>13}\n",
             s.topology,
             s.trials,
             format!("{}/{}", s.reserved, s.trials),
@@ -187,11 +197,15 @@ pub fn render(summaries: &[Summary]) -> String {
             s.median_to_direct_ms
                 .map_or("-".to_string(), |ms| format!("{ms} ms")),
             pct(s.direct_share_punched),
+            s.median_transfer_ms
+                .map_or("-".to_string(), |ms| format!("{:.2} s", ms as f64 / 1000.0)),
         ));
     }
     out.push_str(
-        "direct: leechers that got a direct connection; direct bytes: share of their session \
-         bytes that went direct.\n",
+        "reserved: trials whose seeder held a relay slot; direct: leechers that got a direct \
+         connection; copies ok: verified copies; direct bytes: share of the session bytes of \
+         leechers that went direct that used the direct connection; median copy: from starting \
+         the leechers to a verified copy (LAN speed: no latency or loss emulated).\n",
     );
     out
 }
