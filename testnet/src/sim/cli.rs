@@ -219,10 +219,18 @@ pub fn run(args: &SimArgs) -> anyhow::Result<ExitCode> {
                         println!("  class {label}: {count} peers, mean download time {mean}");
                     }
                 }
+                let c = &outcome.counters;
                 eprintln!(
-                    "testnet sim: N={n} took {:.2} s of wall time ({} events); per-peer CSV in {}",
+                    "testnet sim: N={n} took {:.2} s of wall time ({} events: {} haves, {} requests, {} timers; {} chunks stored, {} duplicates, {} choked, {} refused); per-peer CSV in {}",
                     wall.as_secs_f64(),
-                    outcome.counters.events,
+                    c.events,
+                    c.haves,
+                    c.requests,
+                    c.timers,
+                    c.stored,
+                    c.duplicates,
+                    c.choked,
+                    c.refused,
                     csv_path.display()
                 );
                 let params = report::bound(&config);

@@ -62,6 +62,12 @@ pub struct Counters {
     pub bans: u64,
     /// Haves refused because the receiver was full.
     pub refused: u64,
+    /// Have messages delivered.
+    pub haves: u64,
+    /// Chunk requests delivered.
+    pub requests: u64,
+    /// Transfer timers fired.
+    pub timers: u64,
 }
 
 /// The result of one run.
@@ -315,6 +321,7 @@ impl<'a> World<'a> {
                     return;
                 }
                 self.peers[p as usize].timer_at = None;
+                self.counters.timers += 1;
                 if let Some(t) = self.transfer(p) {
                     t.handle_timeout(now);
                 }
@@ -324,6 +331,7 @@ impl<'a> World<'a> {
                 if !self.is_active(from) || !self.is_active(to) {
                     return;
                 }
+                self.counters.haves += 1;
                 let Some(t) = self.transfer(to) else {
                     return;
                 };
@@ -347,6 +355,7 @@ impl<'a> World<'a> {
                 if !self.is_active(from) || !self.is_active(to) {
                     return;
                 }
+                self.counters.requests += 1;
                 self.serve(to, from, index);
                 self.drive(to, false);
             }
