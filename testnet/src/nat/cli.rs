@@ -33,7 +33,8 @@ pub struct NatArgs {
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=40))]
     pub swarm_leechers: u16,
     /// Seconds the leechers of one trial may take before they count as failed.
-    #[arg(long, default_value_t = 120, value_name = "SECS")]
+    /// (The node's own provider search gives up after 60 s.)
+    #[arg(long, default_value_t = 75, value_name = "SECS")]
     pub timeout: u64,
     /// Seed of the file's contents.
     #[arg(long, default_value_t = 1)]

@@ -108,7 +108,9 @@ pub struct Summary {
     pub direct_share_all: Option<f64>,
 }
 
-/// Summaries per topology, in the order topologies first appear in `rows`.
+/// Summaries per topology, in the order topologies first appear in `rows`;
+/// a topology with leechers of several NAT kinds (the swarm) is followed by
+/// one summary per kind (`swarm/cone`, …).
 pub fn summarize(rows: &[Row]) -> Vec<Summary> {
     let mut order: Vec<&str> = Vec::new();
     for r in rows {
@@ -116,53 +118,70 @@ pub fn summarize(rows: &[Row]) -> Vec<Summary> {
             order.push(&r.topology);
         }
     }
-    order
-        .into_iter()
-        .map(|t| {
-            let rs: Vec<&Row> = rows.iter().filter(|r| r.topology == t).collect();
-            let mut trials: Vec<u32> = rs.iter().map(|r| r.trial).collect();
-            trials.dedup();
-            let trials_all_ok = trials
-                .iter()
-                .filter(|&&k| rs.iter().filter(|r| r.trial == k).all(|r| r.transfer_ok))
-                .count();
-            let reserved = trials
-                .iter()
-                .filter(|&&k| rs.iter().any(|r| r.trial == k && r.reserved))
-                .count();
-            let mut times: Vec<u64> = rs
-                .iter()
-                .filter(|r| r.direct)
-                .filter_map(|r| r.time_to_direct_ms)
-                .collect();
-            times.sort_unstable();
-            let mut transfers: Vec<u64> = rs
-                .iter()
-                .filter(|r| r.transfer_ok)
-                .filter_map(|r| r.transfer_ms)
-                .collect();
-            transfers.sort_unstable();
-            let share = |rows: &mut dyn Iterator<Item = &&Row>| {
-                let (d, all) = rows.fold((0u64, 0u64), |(d, all), r| {
-                    (d + r.bytes_direct, all + r.bytes_direct + r.bytes_relayed)
-                });
-                (all > 0).then(|| d as f64 / all as f64)
-            };
-            Summary {
-                topology: t.to_string(),
-                trials: trials.len(),
-                leechers: rs.len(),
-                direct: rs.iter().filter(|r| r.direct).count(),
-                transfers_ok: rs.iter().filter(|r| r.transfer_ok).count(),
-                trials_all_ok,
-                reserved,
-                median_to_direct_ms: median(&times),
-                median_transfer_ms: median(&transfers),
-                direct_share_punched: share(&mut rs.iter().filter(|r| r.direct)),
-                direct_share_all: share(&mut rs.iter()),
+    let mut out = Vec::new();
+    for t in order {
+        let rs: Vec<&Row> = rows.iter().filter(|r| r.topology == t).collect();
+        out.push(summarize_group(t, &rs));
+        let mut kinds: Vec<&str> = rs.iter().map(|r| r.leecher_nat.as_str()).collect();
+        kinds.sort_unstable();
+        kinds.dedup();
+        if kinds.len() > 1 {
+            for kind in kinds {
+                let of_kind: Vec<&Row> = rs
+                    .iter()
+                    .copied()
+                    .filter(|r| r.leecher_nat == kind)
+                    .collect();
+                out.push(summarize_group(&format!("{t}/{kind}"), &of_kind));
             }
-        })
-        .collect()
+        }
+    }
+    out
+}
+
+/// The figures of one group of rows, labelled `label`.
+fn summarize_group(label: &str, rs: &[&Row]) -> Summary {
+    let mut trials: Vec<u32> = rs.iter().map(|r| r.trial).collect();
+    trials.dedup();
+    let trials_all_ok = trials
+        .iter()
+        .filter(|&&k| rs.iter().filter(|r| r.trial == k).all(|r| r.transfer_ok))
+        .count();
+    let reserved = trials
+        .iter()
+        .filter(|&&k| rs.iter().any(|r| r.trial == k && r.reserved))
+        .count();
+    let mut times: Vec<u64> = rs
+        .iter()
+        .filter(|r| r.direct)
+        .filter_map(|r| r.time_to_direct_ms)
+        .collect();
+    times.sort_unstable();
+    let mut transfers: Vec<u64> = rs
+        .iter()
+        .filter(|r| r.transfer_ok)
+        .filter_map(|r| r.transfer_ms)
+        .collect();
+    transfers.sort_unstable();
+    let share = |rows: &mut dyn Iterator<Item = &&Row>| {
+        let (d, all) = rows.fold((0u64, 0u64), |(d, all), r| {
+            (d + r.bytes_direct, all + r.bytes_direct + r.bytes_relayed)
+        });
+        (all > 0).then(|| d as f64 / all as f64)
+    };
+    Summary {
+        topology: label.to_string(),
+        trials: trials.len(),
+        leechers: rs.len(),
+        direct: rs.iter().filter(|r| r.direct).count(),
+        transfers_ok: rs.iter().filter(|r| r.transfer_ok).count(),
+        trials_all_ok,
+        reserved,
+        median_to_direct_ms: median(&times),
+        median_transfer_ms: median(&transfers),
+        direct_share_punched: share(&mut rs.iter().filter(|r| r.direct)),
+        direct_share_all: share(&mut rs.iter()),
+    }
 }
 
 /// The median of sorted values (the lower middle one for an even count).
@@ -237,8 +256,13 @@ mod tests {
             row("swarm", 1, true, true, 0, 100),
             row("swarm", 1, false, false, 100, 0),
         ];
+        let mut rows = rows;
+        rows[3].leecher_nat = "cone".into();
+        rows[4].leecher_nat = "symmetric".into();
         let s = summarize(&rows);
-        assert_eq!(s.len(), 2);
+        assert_eq!(s.len(), 4, "{s:#?}");
+        assert_eq!(s[2].topology, "swarm/cone");
+        assert_eq!((s[3].leechers, s[3].direct, s[3].transfers_ok), (1, 0, 0));
         let cc = &s[0];
         assert_eq!(
             (cc.trials, cc.direct, cc.transfers_ok, cc.trials_all_ok),

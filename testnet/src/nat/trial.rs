@@ -243,8 +243,13 @@ async fn body(
             .opt("--listen", host.listen_addr())
             .opt("--data-dir", &files.data)
             .opt("--bootstrap", &relay_addr)
-            .opt("--relay", &relay_addr)
             .opt("--stats-file", &files.stats);
+        // A public peer is given no relay, as its user would not give one:
+        // it reaches a NATed seeder through the seeder's relayed address.
+        let args = match host.kind {
+            NatKind::None => args,
+            NatKind::Cone | NatKind::Symmetric => args.opt("--relay", &relay_addr),
+        };
         let id = spawn(sup, host, &args, &files)?;
         leechers.push(Leecher {
             host: host.clone(),
