@@ -338,7 +338,7 @@ impl<'a> World<'a> {
                 if t.handle_have(now, from, &info).is_err() {
                     // As the node does: tell the sender we are not exchanging with it.
                     self.counters.refused += 1;
-                    self.send(to, from, Event::Unknown { from: to, to: from });
+                    self.send(from, Event::Unknown { from: to, to: from });
                 }
                 self.drive(to, false);
             }
@@ -397,8 +397,8 @@ impl<'a> World<'a> {
         self.peers[p as usize].transfer.as_mut()
     }
 
-    /// Schedules `event` from `from` to `to` one latency from now.
-    fn send(&mut self, _from: u32, to: u32, event: Event) {
+    /// Schedules `event` for `to` one latency from now (dropped if `to` left).
+    fn send(&mut self, to: u32, event: Event) {
         if self.peers[to as usize].state != State::Gone {
             self.queue.push(self.now + self.latency, event);
         }
@@ -534,7 +534,6 @@ impl<'a> World<'a> {
             ChunkAnswer::Choked | ChunkAnswer::AlreadySent => {
                 self.counters.choked += 1;
                 self.send(
-                    up,
                     to,
                     Event::Choked {
                         from: up,
@@ -546,7 +545,6 @@ impl<'a> World<'a> {
             ChunkAnswer::DontHave => {
                 self.counters.dont_have += 1;
                 self.send(
-                    up,
                     to,
                     Event::DontHave {
                         from: up,
@@ -573,7 +571,6 @@ impl<'a> World<'a> {
             }
         }
         self.send(
-            d.up,
             d.down,
             Event::Chunk {
                 from: d.up,
@@ -607,13 +604,9 @@ impl<'a> World<'a> {
 
     /// Carries out `p`'s actions and re-arms its timer.
     fn drive(&mut self, p: u32, after_timeout: bool) {
-        loop {
-            let Some(action) = self.transfer(p).and_then(|t| t.poll_action()) else {
-                break;
-            };
+        while let Some(action) = self.transfer(p).and_then(|t| t.poll_action()) {
             match action {
                 Action::SendHave { peer, info } => self.send(
-                    p,
                     peer,
                     Event::Have {
                         from: p,
@@ -622,7 +615,6 @@ impl<'a> World<'a> {
                     },
                 ),
                 Action::RequestChunk { peer, index } => self.send(
-                    p,
                     peer,
                     Event::Request {
                         from: p,
@@ -632,7 +624,7 @@ impl<'a> World<'a> {
                 ),
                 Action::Ban { peer, .. } => {
                     self.counters.bans += 1;
-                    self.send(p, peer, Event::Unknown { from: p, to: peer });
+                    self.send(peer, Event::Unknown { from: p, to: peer });
                 }
                 Action::Announce => {}
                 Action::Completed => self.completed(p),
