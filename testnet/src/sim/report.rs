@@ -79,7 +79,11 @@ pub fn summary(config: &SimConfig, outcome: &Outcome) -> String {
     let classes: Vec<String> = config
         .classes
         .iter()
-        .map(|c| format!("{}x{}", c.weight, c.label()))
+        .map(|c| {
+            let w = format!("{:.3}", c.weight);
+            let w = w.trim_end_matches('0').trim_end_matches('.');
+            format!("{w}x{}", c.label())
+        })
         .collect();
     let mut line = format!(
         "sim N={} F={} chunk={} u={} u_s={} latency={}ms {} pick={:?} choke={:?} seed={}: ",
