@@ -256,6 +256,16 @@ impl Engine {
                 }
                 Action::PunchOk(peer) => tracing::info!("hole punch to {peer}: ok"),
                 Action::Direct(peer) => tracing::info!("direct connection to {peer}"),
+                Action::Resume(peer) => {
+                    // The session streams died with the relayed connection; as
+                    // after a reconnect, the session starts over on the direct one.
+                    tracing::debug!(%peer, "relayed connection closed; session resumes on the direct one");
+                    self.on_peer_gone(peer);
+                    let ids: Vec<ContentId> = self.contents.keys().copied().collect();
+                    for id in ids {
+                        self.probe_swarm_peer(id, peer);
+                    }
+                }
             }
         }
     }

@@ -76,6 +76,10 @@ pub enum Action {
     PunchOk(PeerId),
     /// The first direct connection to `peer`, which we had reached over a relay only.
     Direct(PeerId),
+    /// `peer`'s last relayed connection closed while a direct one stays:
+    /// restart its session, so it resumes on the direct connection now
+    /// rather than at the next periodic have exchange.
+    Resume(PeerId),
 }
 
 /// Where we are with one relay.
@@ -295,9 +299,13 @@ impl NatState {
         let Some(c) = self.conns.remove(&conn) else {
             return Vec::new();
         };
+        let mut out = Vec::new();
         if let Some(p) = self.peers.get_mut(&c.peer) {
             if c.relayed {
                 p.relayed = p.relayed.saturating_sub(1);
+                if p.relayed == 0 && p.direct > 0 {
+                    out.push(Action::Resume(c.peer));
+                }
             } else {
                 p.direct = p.direct.saturating_sub(1);
             }
@@ -317,7 +325,8 @@ impl NatState {
                 r.identified = false;
             }
         }
-        self.poll(now)
+        out.extend(self.poll(now));
+        out
     }
 
     /// A dial to `peer` failed.

@@ -237,7 +237,7 @@ fn a_direct_connection_closes_the_relayed_one_and_counts_the_punch() {
     assert!(!acts.contains(&Action::PunchOk(peer)), "{acts:?}");
     assert!(!s.punch_result(peer, true));
     s.count_bytes(&peer, 5000);
-    s.closed(t1, conn(1));
+    assert_eq!(s.closed(t1, conn(1)), vec![Action::Resume(peer)]);
     let st = s.stats();
     assert_eq!(st.punches_ok, 1);
     assert_eq!(st.first_direct_ms, Some(42));
