@@ -99,6 +99,8 @@ where
         .y_label_formatter(&|y| format!("{y:.0}"))
         .label_style(("sans-serif", 15))
         .axis_desc_style(("sans-serif", 16))
+        // A log axis has a minor line per unit; they read as a grey band.
+        .light_line_style(WHITE.mix(0.0))
         .draw()
         .map_err(err)?;
     let cs_color = RGBColor(200, 60, 40);

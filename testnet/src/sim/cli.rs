@@ -114,6 +114,10 @@ pub struct SimArgs {
     /// Folder for the CSVs and the chart.
     #[arg(long, default_value = "sim-results", value_name = "DIR")]
     pub out: PathBuf,
+    /// Simulate nothing: redraw <out>/sim.svg from <out>/sim-sweep.csv (for
+    /// the bounds, give the same --size, --upload and --server-upload).
+    #[arg(long)]
+    pub chart_only: bool,
 }
 
 impl SimArgs {
@@ -194,6 +198,10 @@ fn parse_class(s: &str) -> anyhow::Result<Class> {
 
 /// Runs every requested simulation, prints a summary line each, writes the files.
 pub fn run(args: &SimArgs) -> anyhow::Result<ExitCode> {
+    if args.chart_only {
+        redraw(args)?;
+        return Ok(ExitCode::SUCCESS);
+    }
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("cannot create the output folder {}", args.out.display()))?;
     let mut sweep = String::from(
@@ -278,6 +286,43 @@ pub fn run(args: &SimArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// Redraws the chart from a sweep CSV this command wrote earlier.
+fn redraw(args: &SimArgs) -> anyhow::Result<()> {
+    let path = args.out.join("sim-sweep.csv");
+    let text = std::fs::read_to_string(&path).with_context(|| {
+        format!(
+            "cannot read {}; run a sweep into --out first",
+            path.display()
+        )
+    })?;
+    let mut series: Vec<Series> = Vec::new();
+    for line in text.lines().skip(1) {
+        let f: Vec<&str> = line.split(',').collect();
+        let (Some(n), Some(pick), Some(choke), Some(d)) = (f.first(), f.get(1), f.get(2), f.get(3))
+        else {
+            anyhow::bail!("{}: malformed line {line:?}", path.display());
+        };
+        let (Ok(n), Ok(d)) = (n.parse::<usize>(), d.parse::<f64>()) else {
+            continue; // an unfinished run has no distribution time
+        };
+        let label = format!("simulated: {pick}, {choke}");
+        match series.iter_mut().find(|s| s.label == label) {
+            Some(s) => s.points.push((n, d)),
+            None => series.push(Series {
+                label,
+                points: vec![(n, d)],
+            }),
+        }
+    }
+    let ns = series.iter().flat_map(|s| s.points.iter().map(|p| p.0));
+    let (n_min, n_max) = (ns.clone().min().unwrap_or(1), ns.max().unwrap_or(2));
+    let config = args.config(n_min, Pick::RarestFirst, Choke::TitForTat)?;
+    let svg = args.out.join("sim.svg");
+    chart::write_svg(&svg, report::bound(&config), n_min, n_max, &series)?;
+    eprintln!("testnet sim: chart in {}", svg.display());
+    Ok(())
 }
 
 fn pick_name(p: Pick) -> &'static str {
