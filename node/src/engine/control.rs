@@ -5,7 +5,7 @@ use libp2p::kad;
 use protocol::ContentId;
 
 use super::content::{Content, Phase};
-use super::disk::{off_loop, save_resume_logged, IoDone};
+use super::disk::save_off_loop;
 use super::Engine;
 use crate::client::{ContentState, ContentStatus, PeerStatus};
 
@@ -56,13 +56,7 @@ impl Engine {
             .stop_providing(&kad::RecordKey::new(id.as_bytes()));
         if let Phase::Active(a) = c.phase {
             if !a.finished {
-                let storage = a.storage.clone();
-                let have = a.transfer.have().clone();
-                let tree = a.transfer.tree().clone();
-                off_loop(&self.io_tx, move || {
-                    save_resume_logged(&storage, id, &have, &tree);
-                    IoDone::Saved { id }
-                });
+                save_off_loop(&self.io_tx, id, &a);
             }
             // Peers still sending haves for it are told `Unknown` and stop.
             for p in a.transfer.peers() {

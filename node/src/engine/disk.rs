@@ -58,6 +58,17 @@ pub fn off_loop(io: &mpsc::Sender<IoDone>, work: impl FnOnce() -> IoDone + Send 
     });
 }
 
+/// Saves `a`'s resume state off the loop; `IoDone::Saved` reports back.
+pub fn save_off_loop(io: &mpsc::Sender<IoDone>, id: ContentId, a: &super::content::Active) {
+    let storage = a.storage.clone();
+    let have = a.transfer.have().clone();
+    let tree = a.transfer.tree().clone();
+    off_loop(io, move || {
+        save_resume_logged(&storage, id, &have, &tree);
+        IoDone::Saved { id }
+    });
+}
+
 /// Runs `f` on shared storage; a poisoned lock is an IO error, not a panic.
 pub fn with_storage<T>(
     storage: &RwLock<Storage>,

@@ -15,7 +15,7 @@ use protocol::{Bitfield, ContentId, Manifest};
 use tokio::sync::{mpsc, oneshot};
 
 use super::content::{Active, ActiveFacts, Content, Due, Phase, Schedule, Timing, MAX_WAITERS};
-use super::disk::{off_loop, save_resume_logged, IoDone};
+use super::disk::{off_loop, save_off_loop, save_resume_logged, IoDone};
 use super::Engine;
 use crate::client::{Command, GetEvent, Outcome, Stats};
 use crate::storage::Storage;
@@ -289,13 +289,7 @@ impl Engine {
         };
         a.dirty = false;
         a.saving = true;
-        let storage = a.storage.clone();
-        let have = a.transfer.have().clone();
-        let tree = a.transfer.tree().clone();
-        off_loop(&self.io_tx, move || {
-            save_resume_logged(&storage, id, &have, &tree);
-            IoDone::Saved { id }
-        });
+        save_off_loop(&self.io_tx, id, a);
     }
 
     pub(super) async fn save_all_now(&mut self) {
