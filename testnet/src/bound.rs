@@ -34,6 +34,12 @@ impl Params {
             .map_or(0.0, |d| self.bits() / d.bits_per_sec())
     }
 
+    /// F/u in seconds: the time one peer needs to upload the file, the
+    /// textbook figure's unit of time.
+    pub fn file_time(&self) -> f64 {
+        self.bits() / self.upload.bits_per_sec()
+    }
+
     /// D_cs in seconds.
     pub fn client_server(&self) -> f64 {
         let n = self.n as f64;

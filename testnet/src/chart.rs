@@ -18,6 +18,18 @@ use crate::nsrun::Mode;
 
 static FONT: &[u8] = include_bytes!("../assets/DejaVuSans-subset.ttf");
 
+/// What the time axis shows.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum TimeAxis {
+    /// Seconds.
+    #[default]
+    Seconds,
+    /// Multiples of F/u, the time one peer needs to upload the file: the
+    /// textbook's axis, whose F/u is an hour; ours is seconds, so the caption
+    /// says the axis is scaled.
+    FileTimes,
+}
+
 /// One measured point.
 #[derive(Clone, Copy, Debug)]
 pub struct Point {
@@ -31,19 +43,25 @@ pub struct Point {
 
 /// Draws the chart for bounds `params` (its `n` is ignored) over N = 0..=`max_n`
 /// with the measured `points`, to `<base>.svg` and `<base>.png`.
-pub fn write(base: &Path, params: Params, max_n: usize, points: &[Point]) -> anyhow::Result<()> {
+pub fn write(
+    base: &Path,
+    params: Params,
+    max_n: usize,
+    points: &[Point],
+    axis: TimeAxis,
+) -> anyhow::Result<()> {
     register_font()?;
     let svg = base.with_extension("svg");
     let png = base.with_extension("png");
     let size = (1000, 640);
     {
         let root = SVGBackend::new(&svg, size).into_drawing_area();
-        draw(&root, params, max_n, points)
+        draw(&root, params, max_n, points, axis)
             .with_context(|| format!("cannot draw {}", svg.display()))?;
     }
     {
         let root = BitMapBackend::new(&png, size).into_drawing_area();
-        draw(&root, params, max_n, points)
+        draw(&root, params, max_n, points, axis)
             .with_context(|| format!("cannot draw {}", png.display()))?;
     }
     Ok(())
@@ -66,16 +84,30 @@ fn draw<DB: DrawingBackend>(
     params: Params,
     max_n: usize,
     points: &[Point],
+    axis: TimeAxis,
 ) -> anyhow::Result<()>
 where
     DB::ErrorType: 'static,
 {
     let max_n = max_n.max(1);
+    let unit = match axis {
+        TimeAxis::Seconds => 1.0,
+        TimeAxis::FileTimes => params.file_time(),
+    };
     let at = |n: usize| Params { n, ..params };
     let cs: Vec<(f64, f64)> = (0..=max_n)
-        .map(|n| (n as f64, at(n).client_server()))
+        .map(|n| (n as f64, at(n).client_server() / unit))
         .collect();
-    let p2p: Vec<(f64, f64)> = (0..=max_n).map(|n| (n as f64, at(n).p2p())).collect();
+    let p2p: Vec<(f64, f64)> = (0..=max_n)
+        .map(|n| (n as f64, at(n).p2p() / unit))
+        .collect();
+    let points: Vec<Point> = points
+        .iter()
+        .map(|p| Point {
+            seconds: p.seconds / unit,
+            ..*p
+        })
+        .collect();
     let y_max = cs
         .iter()
         .chain(&p2p)
@@ -89,10 +121,25 @@ where
     if let Some(d) = params.download {
         download = format!("d_min = {d}");
     }
-    let caption = format!(
-        "Distribution time of F = {} to N peers (u = {}, u_s = {}, {download})",
-        params.size, params.upload, params.server_upload
-    );
+    let (caption, y_desc) = match axis {
+        TimeAxis::Seconds => (
+            format!(
+                "Distribution time of F = {} to N peers (u = {}, u_s = {}, {download})",
+                params.size, params.upload, params.server_upload
+            ),
+            "minimum distribution time (s)".to_string(),
+        ),
+        TimeAxis::FileTimes => (
+            format!(
+                "Time axis scaled: F = {}, u = {}, u_s = {} ({download}); F/u = {:.1} s, the book's 1 hour",
+                params.size,
+                params.upload,
+                params.server_upload,
+                unit
+            ),
+            format!("minimum distribution time (units of F/u = {unit:.1} s)"),
+        ),
+    };
     let mut chart = ChartBuilder::on(root)
         .caption(caption, ("sans-serif", 20))
         .margin(16)
@@ -104,8 +151,14 @@ where
         .configure_mesh()
         .x_desc("N (peers)")
         .x_label_formatter(&|x| format!("{x:.0}"))
-        .y_label_formatter(&|y| format!("{y:.0}"))
-        .y_desc("minimum distribution time (s)")
+        .y_label_formatter(&|y| {
+            if y_max < 10.0 {
+                format!("{y:.1}")
+            } else {
+                format!("{y:.0}")
+            }
+        })
+        .y_desc(y_desc)
         .label_style(("sans-serif", 15))
         .axis_desc_style(("sans-serif", 16))
         .light_line_style(WHITE.mix(0.0))
@@ -186,10 +239,17 @@ mod tests {
             },
         ];
         let base = dir.join("chart");
-        write(&base, params, 8, &points).unwrap();
+        write(&base, params, 8, &points, TimeAxis::Seconds).unwrap();
         let svg = std::fs::read_to_string(base.with_extension("svg")).unwrap();
         assert!(
             svg.contains("P2P bound") && svg.contains("N (peers)"),
+            "{svg}"
+        );
+        // The textbook axis: F/u = 16 MiB / 8 Mbit/s = 16.8 s, stated as scaled.
+        write(&base, params, 8, &points, TimeAxis::FileTimes).unwrap();
+        let svg = std::fs::read_to_string(base.with_extension("svg")).unwrap();
+        assert!(
+            svg.contains("Time axis scaled") && svg.contains("units of F/u = 16.8 s"),
             "{svg}"
         );
         let png = std::fs::read(base.with_extension("png")).unwrap();

@@ -11,12 +11,22 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 
 use crate::bound::Params;
-use crate::chart::{self, Point};
+use crate::chart::{self, Point, TimeAxis};
 use crate::datagen;
 use crate::netns::Shaping;
 use crate::nsrun::{self, CapsSummary, Mode, NsRunConfig};
 use crate::report::Report;
 use crate::units::{ByteSize, Rate};
+
+/// The swarm sizes a run measures unless `--n` says otherwise.
+pub const DEFAULT_PEERS: [usize; 7] = [1, 2, 4, 8, 16, 24, 32];
+
+/// The swarm sizes of `--textbook`: the book's N = 1…35, thinned where the
+/// curves are straight so a run takes about a quarter of an hour.
+pub const TEXTBOOK_PEERS: [usize; 12] = [1, 2, 3, 4, 5, 7, 10, 15, 20, 25, 30, 35];
+
+/// The textbook figure's server: u_s = 10u.
+pub const TEXTBOOK_SERVER_FACTOR: u64 = 10;
 
 /// Parameters of the experiment.
 #[derive(Clone, Debug)]
@@ -43,6 +53,8 @@ pub struct DistributionConfig {
     pub seed: u64,
     /// Per-run time limit; `None`: 4 × the bound + 60 s.
     pub timeout: Option<Duration>,
+    /// The chart's time axis: seconds, or the textbook's units of F/u.
+    pub axis: TimeAxis,
 }
 
 /// One run's result: a CSV row.
@@ -184,7 +196,7 @@ pub async fn run(bin: &Path, run: &Path, cfg: &DistributionConfig) -> anyhow::Re
                     seconds: r.measured,
                 })
                 .collect();
-            chart::write(&chart_base, params, max_n, &points)?;
+            chart::write(&chart_base, params, max_n, &points, cfg.axis)?;
         }
     }
     if let Err(e) = std::fs::remove_dir_all(&source_dir) {
@@ -338,6 +350,7 @@ mod tests {
             shaping: Shaping::default(),
             seed: 1,
             timeout: None,
+            axis: TimeAxis::Seconds,
         };
         let bound = params(&cfg, 5).p2p();
         let row = Row {

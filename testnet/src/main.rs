@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
+use testnet::chart::TimeAxis;
 use testnet::demo::{self, DemoConfig};
 use testnet::distribution::{self, DistributionConfig};
 use testnet::netns::{self, Shaping};
@@ -99,11 +100,19 @@ enum Command {
     ///
     /// Example (the benchmark, bound 9.32 s):
     /// testnet distribution --n 5 --modes p2p --size 16MiB --upload 8mbit --server-upload 32mbit
+    ///
+    /// The textbook figure (u_s = 10u, N up to 35, time in units of F/u):
+    /// testnet distribution --textbook
     Distribution {
         /// Swarm sizes N (leechers), e.g. `--n 1 2 4 8` or `--n 5`.
-        #[arg(long = "n", value_name = "N", num_args = 1.., value_delimiter = ',',
-              default_values_t = [1usize, 2, 4, 8, 16, 24, 32])]
-        peers: Vec<usize>,
+        /// Default: 1 2 4 8 16 24 32; with --textbook 1 2 3 4 5 7 10 15 20 25 30 35.
+        #[arg(long = "n", value_name = "N", num_args = 1.., value_delimiter = ',')]
+        peers: Option<Vec<usize>>,
+        /// The textbook figure: u_s = 10u (so --server-upload is refused),
+        /// N up to 35, and a chart whose time axis is in units of F/u (the
+        /// time one peer takes to upload the file; an hour in the book).
+        #[arg(long, conflicts_with = "server_upload")]
+        textbook: bool,
         /// Modes to run for each N, in order: p2p, cs (client-server).
         #[arg(long, value_name = "MODE", num_args = 1.., value_delimiter = ',',
               default_values_t = [Mode::P2p, Mode::ClientServer])]
@@ -293,6 +302,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Distribution {
             peers,
+            textbook,
             modes,
             size,
             chunk_size,
@@ -305,14 +315,30 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             seed,
             timeout,
         } => {
+            let (default_peers, server_upload, axis) = if *textbook {
+                let Some(us) = upload.0.checked_mul(distribution::TEXTBOOK_SERVER_FACTOR) else {
+                    anyhow::bail!("--upload {upload} is too large for --textbook's u_s = 10u");
+                };
+                (
+                    &distribution::TEXTBOOK_PEERS[..],
+                    Rate(us),
+                    TimeAxis::FileTimes,
+                )
+            } else {
+                (
+                    &distribution::DEFAULT_PEERS[..],
+                    *server_upload,
+                    TimeAxis::Seconds,
+                )
+            };
             let cfg = DistributionConfig {
-                peers: peers.clone(),
+                peers: peers.clone().unwrap_or_else(|| default_peers.to_vec()),
                 modes: modes.clone(),
                 size: *size,
                 chunk_size: *chunk_size,
                 node_threads: node_threads.filter(|&n| n > 0),
                 upload: *upload,
-                server_upload: *server_upload,
+                server_upload,
                 download: *download,
                 shaping: Shaping {
                     burst: *tbf_burst,
@@ -320,16 +346,21 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 },
                 seed: *seed,
                 timeout: timeout.map(Duration::from_secs),
+                axis,
             };
+            let file_time = distribution::params(&cfg, 1).file_time();
             // Dropping the run on a signal tears its testbed down.
             tokio::select! {
                 r = distribution::run(sup.bin(), &run_dir, &cfg) => r.map(|rows| {
-                    println!("\n{:>4}  {:<4}  {:>10}  {:>9}  {:>6}", "N", "mode", "measured", "bound", "ratio");
+                    println!("\n{:>4}  {:<4}  {:>10}  {:>9}  {:>6}  {:>12}", "N", "mode", "measured", "bound", "ratio", "measured F/u");
                     for r in &rows {
                         println!(
-                            "{:>4}  {:<4}  {:>8.2} s  {:>7.2} s  {:>6.2}",
-                            r.n, r.mode.as_str(), r.measured, r.bound, r.ratio()
+                            "{:>4}  {:<4}  {:>8.2} s  {:>7.2} s  {:>6.2}  {:>12.3}",
+                            r.n, r.mode.as_str(), r.measured, r.bound, r.ratio(), r.measured / file_time
                         );
+                    }
+                    if axis == TimeAxis::FileTimes {
+                        println!("(textbook scale: F/u = {file_time:.2} s stands for the book's 1 hour)");
                     }
                     ExitCode::SUCCESS
                 }),
@@ -391,4 +422,30 @@ async fn serve(
 fn interrupted(sig: &str) -> anyhow::Result<ExitCode> {
     eprintln!("\ntestnet: {sig} received; shutting down (again to force)");
     Ok(ExitCode::from(130))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn distribution_args(args: &[&str]) -> Result<Command, clap::Error> {
+        let argv = ["testnet", "distribution"].iter().chain(args);
+        Cli::try_parse_from(argv).map(|cli| cli.command)
+    }
+
+    #[test]
+    fn textbook_refuses_a_server_upload_of_its_own() {
+        // u_s = 10u is the figure's premise; a second value would be silently ignored.
+        let err = distribution_args(&["--textbook", "--server-upload", "32mbit"]).unwrap_err();
+        assert_eq!(err.kind(), clap::error::ErrorKind::ArgumentConflict);
+        match distribution_args(&["--textbook", "--n", "3"]).unwrap() {
+            Command::Distribution {
+                textbook, peers, ..
+            } => {
+                assert!(textbook);
+                assert_eq!(peers, Some(vec![3]));
+            }
+            _ => panic!("not a distribution command"),
+        }
+    }
 }

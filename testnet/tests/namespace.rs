@@ -14,27 +14,6 @@ use testnet::nsrun::{self, Mode, NsRunConfig};
 use testnet::procs::Supervisor;
 use testnet::units::{ByteSize, Rate};
 
-/// True when the test may go on; false (after saying why) when it must skip.
-fn root_or_skip(test: &str) -> bool {
-    if netns::is_root() {
-        return true;
-    }
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("{test}: CI=true but not running as root; namespace tests must run in CI");
-    }
-    eprintln!("skipping {test}: namespace mode needs root (ip netns, tc)");
-    false
-}
-
-/// Namespaces by `prefix` that still exist.
-fn namespaces_left(prefix: &str) -> Vec<String> {
-    netns::list_namespaces()
-        .expect("ip netns list")
-        .into_iter()
-        .filter(|n| n.starts_with(prefix))
-        .collect()
-}
-
 /// Host interfaces whose other end is (or was) in one of our namespaces.
 fn host_links_to(prefix: &str) -> Vec<String> {
     let out = testnet::ipcmd::ip(["-o", "link", "show"]).expect("ip link show");
@@ -46,7 +25,10 @@ fn host_links_to(prefix: &str) -> Vec<String> {
 
 #[tokio::test(flavor = "current_thread")]
 async fn capped_three_peer_transfer_leaves_nothing_behind() {
-    if !root_or_skip("capped_three_peer_transfer_leaves_nothing_behind") {
+    if !common::root_or_skip(
+        "capped_three_peer_transfer_leaves_nothing_behind",
+        "ip netns, tc",
+    ) {
         return;
     }
     let bin = common::node_bin().await;
@@ -75,7 +57,10 @@ async fn capped_three_peer_transfer_leaves_nothing_behind() {
     common::assert_copies_match(report, 3, &sha);
 
     assert!(outcome.prefix.starts_with(netns::NAME_BASE));
-    assert_eq!(namespaces_left(&outcome.prefix), Vec::<String>::new());
+    assert_eq!(
+        common::namespaces_left(&outcome.prefix),
+        Vec::<String>::new()
+    );
     assert_eq!(host_links_to(&outcome.prefix), Vec::<String>::new());
     assert_eq!(outcome.pids.len(), 5, "bootstrap, seeder, 3 leechers");
     let left: Vec<u32> = outcome
@@ -90,7 +75,10 @@ async fn capped_three_peer_transfer_leaves_nothing_behind() {
 
 #[tokio::test(flavor = "current_thread")]
 async fn panicking_owner_still_removes_namespaces_and_processes() {
-    if !root_or_skip("panicking_owner_still_removes_namespaces_and_processes") {
+    if !common::root_or_skip(
+        "panicking_owner_still_removes_namespaces_and_processes",
+        "ip netns, tc",
+    ) {
         return;
     }
     let run = common::run_dir("netns-panic");
@@ -116,12 +104,12 @@ async fn panicking_owner_still_removes_namespaces_and_processes() {
             .expect("spawn sleep in namespace");
         }
         pids = sup.started_pids().to_vec();
-        assert_eq!(namespaces_left(&prefix).len(), 3, "hub + 2 nodes");
+        assert_eq!(common::namespaces_left(&prefix).len(), 3, "hub + 2 nodes");
         panic!("owner panics mid-run");
     }));
     assert!(outcome.is_err());
     assert_eq!(pids.len(), 2);
-    assert_eq!(namespaces_left(&prefix), Vec::<String>::new());
+    assert_eq!(common::namespaces_left(&prefix), Vec::<String>::new());
     assert_eq!(host_links_to(&prefix), Vec::<String>::new());
     // Give the kernel a moment to finish the SIGKILLed sleeps.
     tokio::time::sleep(Duration::from_millis(200)).await;

@@ -16,33 +16,14 @@ use testnet::nat::probe;
 use testnet::nat::topo::{Lab, NatKind};
 use testnet::nat::trial::{self, TrialConfig, TrialOutcome};
 use testnet::nat::Topology;
-use testnet::netns;
 use testnet::procs::Supervisor;
-
-/// True when the test may go on; false (after saying why) when it must skip.
-fn root_or_skip(test: &str) -> bool {
-    if netns::is_root() {
-        return true;
-    }
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("{test}: CI=true but not running as root; the NAT lab tests must run in CI");
-    }
-    eprintln!("skipping {test}: the NAT lab needs root (ip netns, nftables)");
-    false
-}
-
-/// Namespaces by `prefix` that still exist.
-fn namespaces_left(prefix: &str) -> Vec<String> {
-    netns::list_namespaces()
-        .expect("ip netns list")
-        .into_iter()
-        .filter(|n| n.starts_with(prefix))
-        .collect()
-}
 
 #[tokio::test(flavor = "current_thread")]
 async fn nats_masquerade_block_unsolicited_and_leave_nothing_behind() {
-    if !root_or_skip("nats_masquerade_block_unsolicited_and_leave_nothing_behind") {
+    if !common::root_or_skip(
+        "nats_masquerade_block_unsolicited_and_leave_nothing_behind",
+        "ip netns, nftables",
+    ) {
         return;
     }
     let bin = common::node_bin().await;
@@ -55,7 +36,7 @@ async fn nats_masquerade_block_unsolicited_and_leave_nothing_behind() {
         .add_host("sym", NatKind::Symmetric)
         .expect("symmetric host");
     let public = lab.add_host("public", NatKind::None).expect("public host");
-    assert_eq!(namespaces_left(&prefix).len(), 1 + 1 + 2 + 2 + 1);
+    assert_eq!(common::namespaces_left(&prefix).len(), 1 + 1 + 2 + 2 + 1);
 
     let hosts = [cone.clone(), sym.clone(), public];
     let report = probe::control_checks(&relay, &hosts)
@@ -111,7 +92,7 @@ async fn nats_masquerade_block_unsolicited_and_leave_nothing_behind() {
     let pids = sup.started_pids().to_vec();
     drop(sup);
     lab.teardown().expect("teardown");
-    assert_eq!(namespaces_left(&prefix), Vec::<String>::new());
+    assert_eq!(common::namespaces_left(&prefix), Vec::<String>::new());
     tokio::time::sleep(Duration::from_millis(200)).await;
     let left: Vec<u32> = pids
         .into_iter()
@@ -152,7 +133,10 @@ async fn bounded_trial(
                 dir.display()
             )
         });
-    assert_eq!(namespaces_left(&outcome.prefix), Vec::<String>::new());
+    assert_eq!(
+        common::namespaces_left(&outcome.prefix),
+        Vec::<String>::new()
+    );
     tokio::time::sleep(Duration::from_millis(200)).await;
     let left: Vec<u32> = outcome
         .pids
@@ -167,7 +151,10 @@ async fn bounded_trial(
 
 #[tokio::test(flavor = "current_thread")]
 async fn cone_to_cone_punches_through_and_moves_the_chunks_direct() {
-    if !root_or_skip("cone_to_cone_punches_through_and_moves_the_chunks_direct") {
+    if !common::root_or_skip(
+        "cone_to_cone_punches_through_and_moves_the_chunks_direct",
+        "ip netns, nftables",
+    ) {
         return;
     }
     let run = common::run_dir("nat-cone");
@@ -208,7 +195,10 @@ async fn cone_to_cone_punches_through_and_moves_the_chunks_direct() {
 
 #[tokio::test(flavor = "current_thread")]
 async fn symmetric_to_symmetric_completes_over_the_relay() {
-    if !root_or_skip("symmetric_to_symmetric_completes_over_the_relay") {
+    if !common::root_or_skip(
+        "symmetric_to_symmetric_completes_over_the_relay",
+        "ip netns, nftables",
+    ) {
         return;
     }
     let run = common::run_dir("nat-sym");

@@ -36,3 +36,26 @@ pub fn assert_copies_match(report: &testnet::report::Report, leechers: usize, so
     assert_eq!(copies.len(), leechers);
     assert!(copies.iter().all(|h| *h == source_sha256));
 }
+
+/// True when a root-only test may go on; false (after saying why) when it
+/// must skip. Under `CI=true` CI runs as root, so a skip would hide a broken
+/// setup: it panics instead.
+pub fn root_or_skip(test: &str, needs: &str) -> bool {
+    if testnet::netns::is_root() {
+        return true;
+    }
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("{test}: CI=true but not running as root; root tests must run in CI");
+    }
+    eprintln!("skipping {test}: it needs root ({needs})");
+    false
+}
+
+/// Namespaces named with `prefix` that still exist.
+pub fn namespaces_left(prefix: &str) -> Vec<String> {
+    testnet::netns::list_namespaces()
+        .expect("ip netns list")
+        .into_iter()
+        .filter(|n| n.starts_with(prefix))
+        .collect()
+}
