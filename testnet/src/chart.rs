@@ -131,11 +131,8 @@ where
         ),
         TimeAxis::FileTimes => (
             format!(
-                "Time axis scaled: F = {}, u = {}, u_s = {} ({download}); F/u = {:.1} s, the book's 1 hour",
-                params.size,
-                params.upload,
-                params.server_upload,
-                unit
+                "Time axis scaled, F/u = {unit:.1} s for the book's 1 hour (F = {}, u = {}, u_s = {}, {download})",
+                params.size, params.upload, params.server_upload
             ),
             format!("minimum distribution time (units of F/u = {unit:.1} s)"),
         ),
