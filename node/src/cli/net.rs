@@ -5,12 +5,14 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::Args;
+use clap::{Args, ValueEnum};
 use libp2p::multiaddr::Protocol;
 use libp2p::Multiaddr;
 use node::behaviour::RelayLimits;
 use node::units::{parse_rate, parse_size};
 use node::{Client, NodeConfig};
+use protocol::choker::ChokePolicy;
+use protocol::picker::PickPolicy;
 
 /// Flags every command takes: where to listen, whom to bootstrap through, caps.
 #[derive(Args, Clone)]
@@ -33,6 +35,14 @@ pub struct NetArgs {
     /// Never upload chunks to anyone (client-server experiments).
     #[arg(long)]
     pub no_upload: bool,
+    /// Choking policy (experiments): tit-for-tat unchokes the best uploaders
+    /// to us plus one optimistic slot; unchoke-all serves every interested peer.
+    #[arg(long, value_enum, default_value_t = ChokeArg::TitForTat)]
+    pub choke: ChokeArg,
+    /// Which missing chunk to ask for next (experiments): rarest-first,
+    /// random, or sequential (lowest index first).
+    #[arg(long, value_enum, default_value_t = PickArg::RarestFirst)]
+    pub pick: PickArg,
     /// Rewrite this file every 500 ms with JSON counters (for scripts).
     #[arg(long)]
     pub stats_file: Option<PathBuf>,
@@ -73,6 +83,47 @@ pub struct NetArgs {
     /// circuits, then one per 2 minutes.
     #[arg(long, value_name = "SIZE")]
     pub relay_max_circuit_bytes: Option<String>,
+}
+
+/// `--choke`: the choking policy, as spelled on the command line (the same
+/// spelling as `testnet sim --choke`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ChokeArg {
+    /// Tit-for-tat with an optimistic unchoke (the default).
+    TitForTat,
+    /// Unchoke every interested peer.
+    UnchokeAll,
+}
+
+impl From<ChokeArg> for ChokePolicy {
+    fn from(c: ChokeArg) -> Self {
+        match c {
+            ChokeArg::TitForTat => ChokePolicy::TitForTat,
+            ChokeArg::UnchokeAll => ChokePolicy::UnchokeAll,
+        }
+    }
+}
+
+/// `--pick`: the piece-picking policy, as spelled on the command line (the
+/// same spelling as `testnet sim --pick`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum PickArg {
+    /// Fewest holders first (the default).
+    RarestFirst,
+    /// Uniformly at random.
+    Random,
+    /// Lowest index first.
+    Sequential,
+}
+
+impl From<PickArg> for PickPolicy {
+    fn from(p: PickArg) -> Self {
+        match p {
+            PickArg::RarestFirst => PickPolicy::RarestFirst,
+            PickArg::Random => PickPolicy::Random,
+            PickArg::Sequential => PickPolicy::Sequential,
+        }
+    }
 }
 
 /// One `--relay`: run a relay server, or use the relay at an address.
@@ -233,6 +284,8 @@ pub async fn start(net: &NetArgs, find_timeout: Option<Duration>) -> anyhow::Res
         net.bootstrap.clone()
     };
     config.engine.transfer.upload_enabled = !(net.no_upload || file.no_upload);
+    config.engine.transfer.choker.policy = net.choke.into();
+    config.engine.transfer.picker.policy = net.pick.into();
     let serve_relay = net.relay.contains(&RelayArg::Serve) || file.relay_server;
     config.net.relay_server = net.relay_limits(serve_relay)?;
     let relays = net.relays_used();
@@ -380,6 +433,27 @@ mod tests {
             "{e}"
         );
         assert!(parse(&["file.bin", "--relay"]).is_ok());
+    }
+
+    #[test]
+    fn choke_and_pick_default_to_the_nodes_policies_and_parse_their_names() {
+        let c = parse(&[]).unwrap();
+        let defaults = protocol::transfer::TransferConfig::default();
+        assert_eq!(ChokePolicy::from(c.net.choke), defaults.choker.policy);
+        assert_eq!(PickPolicy::from(c.net.pick), defaults.picker.policy);
+        let c = parse(&["--choke", "unchoke-all", "--pick", "sequential"]).unwrap();
+        assert_eq!(ChokePolicy::from(c.net.choke), ChokePolicy::UnchokeAll);
+        assert_eq!(PickPolicy::from(c.net.pick), PickPolicy::Sequential);
+        let c = parse(&["--choke", "tit-for-tat", "--pick", "random"]).unwrap();
+        assert_eq!(ChokePolicy::from(c.net.choke), ChokePolicy::TitForTat);
+        assert_eq!(PickPolicy::from(c.net.pick), PickPolicy::Random);
+        assert_eq!(
+            PickPolicy::from(parse(&["--pick", "rarest-first"]).unwrap().net.pick),
+            PickPolicy::RarestFirst
+        );
+        let e = parse(&["--choke", "greedy"]).err().unwrap();
+        assert!(e.to_string().contains("unchoke-all"), "{e}");
+        assert!(parse(&["--pick", "rarest"]).is_err());
     }
 
     #[test]
