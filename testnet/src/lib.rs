@@ -13,6 +13,7 @@
 
 pub mod bound;
 pub mod chart;
+pub mod churn;
 pub mod datagen;
 pub mod demo;
 pub mod distribution;
@@ -22,6 +23,7 @@ pub mod loopback;
 pub mod nat;
 pub mod netns;
 pub mod nodebin;
+pub mod nsnode;
 pub mod nsrun;
 pub mod procs;
 pub mod progress;

@@ -178,6 +178,17 @@ enum Command {
     ///
     /// Example (the target): testnet sim --peers 10000
     Sim(testnet::sim::cli::SimArgs),
+    /// Peers come and go (root: network namespaces, tc caps): leechers
+    /// arrive as a Poisson process, leave on finishing (selfish, probability
+    /// p) or stay T seconds, some quit mid-download and come back to resume,
+    /// and the seeder leaves after uploading --seeder-copies copies. Prints
+    /// every arrival's download time, how many finished with a verified
+    /// copy, what the swarm held when the seeder left; writes churn.csv,
+    /// churn.svg and churn.png. Exit 1 if a copy differs, or if the swarm
+    /// held every chunk and a leecher still ended without a copy.
+    ///
+    /// Example: testnet churn --leechers 12 --rate 0.25 --selfish 0.5 --stay 20
+    Churn(testnet::churn::cli::ChurnArgs),
     /// One adversarial peer as its own process (used by `hostile`).
     #[command(hide = true)]
     HostilePeer(testnet::hostile::cli::PeerArgs),
@@ -193,6 +204,7 @@ impl Command {
             Command::Hostile(_) => "hostile",
             Command::Sim(_) => "sim",
             Command::Nat(_) => "nat",
+            Command::Churn(_) => "churn",
             Command::HostilePeer(_) => "hostile-peer",
         }
     }
@@ -249,6 +261,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         anyhow::bail!(
             "`testnet nat` needs root: it creates network namespaces and nftables NAT routers"
         );
+    }
+    if matches!(cli.command, Command::Churn(_)) && !netns::is_root() {
+        anyhow::bail!("`testnet churn` needs root: it creates network namespaces and tc caps");
     }
     let bin = nodebin::resolve(cli.node_bin.as_deref()).await?;
     let run_dir = rundir::create(cli.run_dir.as_deref(), cli.command.label())?;
@@ -374,6 +389,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         // Dropping the run on a signal stops its nodes and removes its namespaces.
         Command::Nat(args) => tokio::select! {
             r = testnet::nat::cli::run(sup.bin(), &run_dir, args) => r,
+            sig = signals.recv() => interrupted(sig),
+        },
+        // Dropping the run on a signal stops its nodes and removes its namespaces.
+        Command::Churn(args) => tokio::select! {
+            r = testnet::churn::cli::run(sup.bin(), &run_dir, args) => r,
             sig = signals.recv() => interrupted(sig),
         },
         // Returned before any node was built or started.
