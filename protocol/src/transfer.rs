@@ -19,6 +19,12 @@ use crate::merkle::{hash_leaf, Hash, MerkleTree, Proof, ProofError};
 use crate::picker::{PickerConfig, PiecePicker};
 use crate::rate::RateMeter;
 use crate::wire::{HaveInfo, HaveSet};
+use seeding::FirstCopy;
+
+mod availability;
+mod seeding;
+
+pub use availability::Availability;
 
 /// Most outstanding requests for one chunk (the endgame adds at most one duplicate).
 const MAX_REQUESTS_PER_CHUNK: u32 = 2;
@@ -57,6 +63,8 @@ pub struct TransferConfig {
     pub upload_enabled: bool,
     /// A peer that asks again for a chunk we already delivered to it is choked this long.
     pub redundant_penalty: Duration,
+    /// A complete peer sends every chunk once before any twice (see `transfer::seeding`).
+    pub first_copy_first: bool,
 }
 
 impl Default for TransferConfig {
@@ -77,6 +85,7 @@ impl Default for TransferConfig {
             picker: PickerConfig::default(),
             upload_enabled: true,
             redundant_penalty: Duration::from_secs(30),
+            first_copy_first: true,
         }
     }
 }
@@ -112,7 +121,8 @@ pub enum ChunkAnswer {
     Serve(Proof),
     /// We are choking the peer.
     Choked,
-    /// We do not hold the chunk (or it is out of range).
+    /// We do not hold the chunk (or it is out of range), or, as a seed, we
+    /// offer it only once every chunk is out in the swarm (`first_copy_first`).
     DontHave,
     /// We already delivered this chunk to this peer while it stayed connected:
     /// no honest peer asks twice, so it is choked for `redundant_penalty`
@@ -190,6 +200,7 @@ pub struct Transfer<P> {
     rng: SmallRng,
     announced: bool,
     completed: bool,
+    first_copy: FirstCopy<P>,
 }
 
 impl<P: Copy + Ord + std::hash::Hash + std::fmt::Debug> Transfer<P> {
@@ -227,6 +238,7 @@ impl<P: Copy + Ord + std::hash::Hash + std::fmt::Debug> Transfer<P> {
             rng: SmallRng::seed_from_u64(seed),
             announced,
             completed,
+            first_copy: FirstCopy::new(count),
         }
     }
 
@@ -417,6 +429,7 @@ impl<P: Copy + Ord + std::hash::Hash + std::fmt::Debug> Transfer<P> {
             return ChunkAnswer::DontHave;
         }
         match self.tree.proof(index) {
+            Some(_) if self.first_copy_refuses(now, peer, index) => ChunkAnswer::DontHave,
             Some(proof) => ChunkAnswer::Serve(proof),
             None => ChunkAnswer::DontHave,
         }
@@ -437,6 +450,7 @@ impl<P: Copy + Ord + std::hash::Hash + std::fmt::Debug> Transfer<P> {
         if let Some(p) = self.peers.get_mut(&peer) {
             p.delivered = Bitfield::new(p.delivered.len());
         }
+        self.first_copy.forget(&peer);
     }
 
     /// We sent `bytes` of chunk data to `peer`.
@@ -773,6 +787,7 @@ impl<P: Copy + Ord + std::hash::Hash + std::fmt::Debug> Transfer<P> {
         let Some(p) = self.peers.remove(peer) else {
             return;
         };
+        self.first_copy.forget(peer);
         if p.heard_from {
             self.picker.remove_peer(&p.have);
         }
