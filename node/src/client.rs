@@ -7,6 +7,7 @@ use std::sync::Arc;
 use anyhow::{anyhow, Context};
 use libp2p::{Multiaddr, PeerId};
 use protocol::merkle::MerkleTree;
+use protocol::transfer::Availability;
 use protocol::{ContentId, Manifest};
 use tokio::sync::{mpsc, oneshot};
 
@@ -55,6 +56,8 @@ pub enum GetEvent {
         total: u32,
         /// Peers we exchange with.
         peers: usize,
+        /// Distributed copies and the chunks no connected peer holds.
+        availability: Availability,
     },
 }
 
@@ -181,6 +184,8 @@ pub struct ContentStatus {
     pub bytes: u64,
     /// Peers in its swarm (known providers while searching).
     pub peers: usize,
+    /// Distributed copies and the chunks no connected peer holds (once active).
+    pub availability: Option<Availability>,
     /// Where the whole copy is, once it is whole.
     pub path: Option<PathBuf>,
 }

@@ -96,13 +96,24 @@ async fn fetch(
                 progress.1 = m.chunk_count();
                 output.manifest(&m.name, m.total_length(), m.chunk_count())
             }
-            Some(GetEvent::Progress { have, total, peers }) => {
+            Some(GetEvent::Progress {
+                have,
+                total,
+                peers,
+                availability,
+            }) => {
                 progress = (have, total);
                 write_stats(&client, &net, Some(progress)).await;
                 if last_shown.is_none_or(|t| t.elapsed() >= PROGRESS_EVERY) {
                     last_shown = Some(Instant::now());
                     let stats = client.stats().await.unwrap_or_default();
-                    output.progress(have, total, peers, Some(stats.downloaded));
+                    output.progress(
+                        have,
+                        total,
+                        peers,
+                        Some(stats.downloaded),
+                        Some(&availability),
+                    );
                 }
             }
             // The engine dropped the progress channel; the outcome still comes.

@@ -9,6 +9,7 @@
 //! flows and the daemon client (which polls) can both drive one `Output`.
 
 mod bar;
+mod coverage;
 mod event;
 mod fetching;
 mod hashing;
@@ -18,6 +19,7 @@ use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
 
 use bar::Bar;
+use coverage::Coverage;
 pub use event::Event;
 use meter::Meter;
 
@@ -54,6 +56,8 @@ pub struct Output {
     /// The content's size once known (estimates the rate when bytes received are not).
     content_bytes: Option<u64>,
     bar: Option<Bar>,
+    /// What the user was told about chunks no connected peer holds.
+    coverage: Coverage,
 }
 
 impl Output {
@@ -80,6 +84,7 @@ impl Output {
             last: now,
             content_bytes: None,
             bar: None,
+            coverage: Coverage::default(),
         }
     }
 

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use node::daemon::views::{Created, GetRequest, ItemView, NodeView, PeerView, ShareRequest};
+use protocol::transfer::Availability;
 use protocol::ContentId;
 use serde::Serialize;
 
@@ -116,7 +117,18 @@ pub async fn get(
             _ => {}
         }
         if item.total > 0 {
-            out.progress(item.have, item.total, item.peers, None);
+            let availability = item.distributed_copies.map(|copies| Availability {
+                distributed_copies: copies,
+                unavailable: item.unavailable,
+                unavailable_examples: item.unavailable_examples.clone(),
+            });
+            out.progress(
+                item.have,
+                item.total,
+                item.peers,
+                None,
+                availability.as_ref(),
+            );
         }
         tokio::select! {
             _ = &mut signal => {

@@ -21,6 +21,11 @@ struct StatsJson {
     wire_sent: WireBytes,
     wire_received: WireBytes,
     nat: NatJson,
+    /// Distributed copies (BitTorrent's availability figure) of the content,
+    /// the fewest over contents if several; null until one is active.
+    distributed_copies: Option<f64>,
+    /// Chunks we lack that no connected peer holds, over all contents.
+    unavailable: u32,
 }
 
 /// NAT traversal: what AutoNAT found, reservations, connections by kind,
@@ -89,6 +94,17 @@ pub async fn write_stats(client: &Client, net: &NetArgs, progress: Option<(u32, 
         return;
     };
     let (have, total) = progress.unwrap_or((0, 0));
+    let coverage = client.list().await.unwrap_or_default();
+    let distributed_copies = coverage
+        .iter()
+        .filter_map(|c| c.availability.as_ref())
+        .map(|a| (a.distributed_copies * 1000.0).round() / 1000.0)
+        .reduce(f64::min);
+    let unavailable = coverage
+        .iter()
+        .filter_map(|c| c.availability.as_ref())
+        .map(|a| a.unavailable)
+        .sum();
     let stats = StatsJson {
         peer_id: client.peer_id().to_string(),
         uploaded: s.uploaded,
@@ -100,6 +116,8 @@ pub async fn write_stats(client: &Client, net: &NetArgs, progress: Option<(u32, 
         wire_sent: s.wire_sent.into(),
         wire_received: s.wire_received.into(),
         nat: (&s.nat).into(),
+        distributed_copies,
+        unavailable,
     };
     let Ok(mut json) = serde_json::to_string(&stats) else {
         return;
@@ -162,6 +180,8 @@ mod tests {
                 bytes_direct: 20,
             })
                 .into(),
+            distributed_copies: Some(1.5),
+            unavailable: 3,
         };
         assert_eq!(
             serde_json::to_string(&stats).unwrap(),
@@ -171,7 +191,8 @@ mod tests {
              \"wire_received\":{\"payload\":5,\"proofs\":6,\"control\":7,\"framing\":8},\
              \"nat\":{\"reachability\":\"private\",\"reservations\":[\"/ip4/192.0.2.1/tcp/4001\"],\
              \"conns_direct\":1,\"conns_relayed\":2,\"punches_tried\":3,\"punches_ok\":2,\
-             \"first_direct_ms\":null,\"bytes_relayed\":10,\"bytes_direct\":20}}"
+             \"first_direct_ms\":null,\"bytes_relayed\":10,\"bytes_direct\":20},\
+             \"distributed_copies\":1.5,\"unavailable\":3}"
         );
     }
 }

@@ -232,6 +232,9 @@ fn view(item: &Item, statuses: &[ContentStatus]) -> ItemView {
         bytes: 0,
         hashed: item.hashed(),
         peers: 0,
+        distributed_copies: None,
+        unavailable: 0,
+        unavailable_examples: Vec::new(),
         path: item.spec.path.clone(),
         error: None,
     };
@@ -241,6 +244,11 @@ fn view(item: &Item, statuses: &[ContentStatus]) -> ItemView {
         v.total = s.total;
         v.bytes = s.bytes;
         v.peers = s.peers;
+        if let Some(a) = &s.availability {
+            v.distributed_copies = Some(a.distributed_copies);
+            v.unavailable = a.unavailable;
+            v.unavailable_examples = a.unavailable_examples.clone();
+        }
         if item.spec.kind == Kind::Get {
             if let Some(p) = &s.path {
                 v.path = p.clone();

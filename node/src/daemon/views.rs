@@ -51,6 +51,15 @@ pub struct ItemView {
     pub hashed: u64,
     /// Peers in its swarm.
     pub peers: usize,
+    /// Distributed copies among its connected peers and us (once fetching or seeding).
+    #[serde(default)]
+    pub distributed_copies: Option<f64>,
+    /// Chunks we lack that no connected peer holds.
+    #[serde(default)]
+    pub unavailable: u32,
+    /// The lowest few of those chunks.
+    #[serde(default)]
+    pub unavailable_examples: Vec<u32>,
     /// A share's source; a download's output directory, then its copy.
     pub path: PathBuf,
     /// Why it failed or is being retried.

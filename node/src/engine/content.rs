@@ -19,6 +19,10 @@ use crate::storage::Storage;
 pub const MIN_SEARCH_INTERVAL: Duration = Duration::from_secs(1);
 /// Longest wait between peer searches while we still want more peers.
 pub const MAX_SEARCH_INTERVAL: Duration = Duration::from_secs(30);
+/// Longest wait between peer searches while some chunk we lack has no connected holder.
+pub const STARVED_SEARCH_INTERVAL: Duration = Duration::from_secs(10);
+/// Chunks without a holder for this long count as starved (haves take a moment at the start).
+const STARVED_GRACE: Duration = Duration::from_secs(3);
 /// A DHT lookup is started at most this often while one may still run.
 const SEARCH_SPACING: Duration = Duration::from_secs(2);
 /// Re-announce this soon if no peer confirmed storing our provider record.
@@ -112,6 +116,8 @@ pub struct ActiveFacts {
     pub saving: bool,
     /// Complete and finishing.
     pub finished: bool,
+    /// Some chunk we lack is held by no connected peer.
+    pub starved: bool,
 }
 
 /// What a content's timers ask of the loop.
@@ -141,6 +147,8 @@ pub struct Schedule {
     announced: bool,
     next_announce: Option<Instant>,
     last_save: Instant,
+    /// Since when some chunk we lack has had no connected holder.
+    starved_since: Option<Instant>,
 }
 
 impl Schedule {
@@ -154,6 +162,7 @@ impl Schedule {
             announced: false,
             next_announce: None,
             last_save: now,
+            starved_since: None,
         }
     }
 
@@ -237,6 +246,12 @@ impl Schedule {
         due
     }
 
+    /// Whether chunks have lacked a connected holder for longer than the grace period.
+    fn is_starved(&self, now: Instant) -> bool {
+        self.starved_since
+            .is_some_and(|t| now.saturating_duration_since(t) >= STARVED_GRACE)
+    }
+
     /// What is due for an active content.
     pub fn active_due(&mut self, now: Instant, t: &Timing, f: ActiveFacts) -> Vec<Due> {
         // Retry announcing until some peer stores our record.
@@ -248,9 +263,25 @@ impl Schedule {
         if f.dirty && !f.saving && !f.finished && save_due {
             due.push(Due::Save);
         }
-        if f.peers < t.wanted_peers && self.next_search <= now {
-            self.next_search = now + self.search_interval;
-            self.search_interval = (self.search_interval * 2).min(MAX_SEARCH_INTERVAL);
+        // Chunks nobody connected holds: look for providers often, however many peers we have.
+        let was_starved = self.is_starved(now);
+        self.starved_since = match (f.starved, self.starved_since) {
+            (true, since) => since.or(Some(now)),
+            (false, _) => None,
+        };
+        let starved = self.is_starved(now);
+        if starved && !was_starved {
+            self.search_interval = MIN_SEARCH_INTERVAL;
+            self.next_search = self.next_search.min(now);
+        }
+        let cap = if starved {
+            STARVED_SEARCH_INTERVAL
+        } else {
+            MAX_SEARCH_INTERVAL
+        };
+        if (f.peers < t.wanted_peers || starved) && self.next_search <= now {
+            self.next_search = now + self.search_interval.min(cap);
+            self.search_interval = (self.search_interval * 2).min(cap);
             if f.peers > 0 {
                 due.push(Due::PeerExchange);
             }
@@ -282,7 +313,41 @@ mod tests {
             dirty: false,
             saving: false,
             finished: false,
+            starved: false,
         }
+    }
+
+    #[test]
+    fn a_starved_swarm_keeps_searching_however_many_peers_it_has() {
+        let t0 = Instant::now();
+        let t = timing();
+        let mut s = Schedule::active(t0);
+        let starved = ActiveFacts {
+            starved: true,
+            ..facts(40)
+        };
+        // Enough peers: no search, and none in the grace period after chunks go missing.
+        assert_eq!(s.active_due(t0 + 5 * SEC, &t, facts(40)), vec![]);
+        assert_eq!(s.active_due(t0 + 6 * SEC, &t, starved), vec![]);
+        let mut searches = Vec::new();
+        let mut at = t0 + 7 * SEC;
+        while at < t0 + 120 * SEC {
+            if s.active_due(at, &t, starved).contains(&Due::Search) {
+                searches.push((at - t0).as_secs());
+                s.on_search(at);
+                s.on_search_done();
+            }
+            at += SEC;
+        }
+        assert_eq!(searches.first(), Some(&9), "{searches:?}");
+        let gaps: Vec<u64> = searches.windows(2).map(|w| w[1] - w[0]).collect();
+        assert!(gaps.iter().all(|&g| g <= 10), "{gaps:?}");
+        assert!(searches.len() >= 12, "{searches:?}");
+        // Once every chunk has a holder again, a full swarm stops searching.
+        let after: Vec<_> = (121..200)
+            .filter(|&k| !s.active_due(t0 + k * SEC, &t, facts(40)).is_empty())
+            .collect();
+        assert!(after.is_empty(), "{after:?}");
     }
 
     #[test]

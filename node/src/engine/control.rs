@@ -6,6 +6,7 @@ use protocol::ContentId;
 
 use super::content::{Content, Phase};
 use super::disk::save_off_loop;
+use super::lifecycle::UNAVAILABLE_EXAMPLES;
 use super::Engine;
 use crate::client::{ContentState, ContentStatus, PeerStatus};
 
@@ -78,6 +79,7 @@ fn status_of(id: ContentId, c: &Content) -> ContentStatus {
         total: 0,
         bytes: 0,
         peers: c.providers.len(),
+        availability: None,
         path: None,
     };
     match &c.phase {
@@ -95,6 +97,7 @@ fn status_of(id: ContentId, c: &Content) -> ContentStatus {
             s.total = a.transfer.have().len();
             s.bytes = m.total_length();
             s.peers = a.transfer.peer_count();
+            s.availability = Some(a.transfer.availability(UNAVAILABLE_EXAMPLES));
             s.state = if !a.finished {
                 ContentState::Fetching
             } else if c.waiters.is_empty() {

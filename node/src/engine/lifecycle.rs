@@ -20,6 +20,9 @@ use super::Engine;
 use crate::client::{Command, GetEvent, Outcome, Stats};
 use crate::storage::Storage;
 
+/// Chunks no connected peer holds named in progress reports, as examples.
+pub(super) const UNAVAILABLE_EXAMPLES: usize = 5;
+
 impl Engine {
     pub(super) fn on_command(&mut self, cmd: Command) {
         match cmd {
@@ -231,11 +234,14 @@ impl Engine {
             }
             Phase::Opening { .. } => Vec::new(),
             Phase::Active(a) => {
+                let availability = a.transfer.availability(UNAVAILABLE_EXAMPLES);
+                let starved = !a.finished && availability.unavailable > 0;
                 if let Some(ev) = &c.events {
                     let _ = ev.try_send(GetEvent::Progress {
                         have: a.transfer.have().count_ones(),
                         total: a.transfer.have().len(),
                         peers: a.transfer.peer_count(),
+                        availability,
                     });
                 }
                 let facts = ActiveFacts {
@@ -243,6 +249,7 @@ impl Engine {
                     dirty: a.dirty,
                     saving: a.saving,
                     finished: a.finished,
+                    starved,
                 };
                 c.schedule.active_due(now, &timing, facts)
             }

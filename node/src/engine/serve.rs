@@ -107,7 +107,21 @@ impl Engine {
             Ok(()) => self.pump_uploads(),
             Err((why, upload)) => {
                 tracing::debug!(%peer, ?why, "upload queue full; answering choked");
+                self.upload_dropped(peer, &upload);
                 self.answer(peer, upload.rid, Answer::Choked);
+            }
+        }
+    }
+
+    /// A chunk upload promised to `peer` will not be sent: a seed may give it to another.
+    fn upload_dropped(&mut self, peer: PeerId, upload: &Upload) {
+        if let Serve::Chunk { index, .. } = upload.what {
+            if let Some(a) = self
+                .contents
+                .get_mut(&upload.id)
+                .and_then(Content::active_mut)
+            {
+                a.transfer.handle_upload_dropped(peer, index);
             }
         }
     }
@@ -193,6 +207,9 @@ impl Engine {
             }
             Err(e) => {
                 tracing::error!(%id, index, "cannot read chunk to upload: {e}");
+                if let Some(a) = self.contents.get_mut(&id).and_then(Content::active_mut) {
+                    a.transfer.handle_upload_dropped(peer, index);
+                }
                 Answer::DontHave
             }
         };

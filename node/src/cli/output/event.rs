@@ -48,6 +48,19 @@ pub enum Event<'a> {
         received_bytes: Option<u64>,
         bytes_per_sec: Option<u64>,
         eta_secs: Option<u64>,
+        /// Distributed copies: fewest copies of any chunk among connected
+        /// peers and us, plus the fraction of chunks above that (BitTorrent's figure).
+        distributed_copies: Option<f64>,
+        /// Chunks we lack that no connected peer holds.
+        unavailable_chunks: Option<u32>,
+    },
+    /// Get: `chunks` chunks we lack have been held by no connected peer for a
+    /// while (`examples` are some of them); the node keeps looking for
+    /// providers. Sent again when the count changes; `chunks` 0 when it ends.
+    Unavailable {
+        chunks: u32,
+        examples: Vec<u32>,
+        message: &'a str,
     },
     /// Get: every chunk verified; the copy is at `path`.
     Complete {
@@ -122,6 +135,8 @@ mod tests {
                 received_bytes: None,
                 bytes_per_sec: None,
                 eta_secs: Some(1),
+                distributed_copies: Some(1.25),
+                unavailable_chunks: Some(0),
             },
             Event::Complete {
                 path: "/tmp/x",
@@ -131,6 +146,11 @@ mod tests {
             Event::Seeding,
             Event::Interrupted,
             Event::Note { message: "hi" },
+            Event::Unavailable {
+                chunks: 43,
+                examples: vec![12, 40],
+                message: "43 chunks",
+            },
             Event::Failed {
                 error: "no providers found",
             },
@@ -150,6 +170,7 @@ mod tests {
             "seeding",
             "interrupted",
             "note",
+            "unavailable",
             "failed",
         ];
         for (ev, name) in all().iter().zip(names) {
@@ -171,6 +192,10 @@ mod tests {
         assert_eq!(v["percent"], 50);
         assert!(v["received_bytes"].is_null());
         assert_eq!(v["eta_secs"], 1);
+        assert_eq!(v["distributed_copies"], 1.25);
+        let v: serde_json::Value = serde_json::from_str(&all()[10].to_line()).unwrap();
+        assert_eq!(v["chunks"], 43);
+        assert_eq!(v["examples"], serde_json::json!([12, 40]));
         let v: serde_json::Value = serde_json::from_str(&all()[6].to_line()).unwrap();
         assert_eq!(v["path"], "/tmp/x");
         assert_eq!(v["received_bytes"], 10);

@@ -3,8 +3,11 @@
 use std::path::Path;
 use std::time::Instant;
 
+use protocol::transfer::Availability;
+
 use super::super::human::human;
 use super::bar::{Bar, Unit};
+use super::coverage::{copies_text, Notice};
 use super::event::Event;
 use super::{print_stdout, rate_eta, round_ms, Mode, Output, JSON_EVERY, PLAIN_EVERY};
 
@@ -56,10 +59,22 @@ impl Output {
         }
     }
 
-    /// Get: `have` of `total` chunks verified, `peers` in the swarm, and
-    /// `received` payload bytes if known (the rate is estimated from chunks otherwise).
-    pub fn progress(&mut self, have: u32, total: u32, peers: usize, received: Option<u64>) {
+    /// Get: `have` of `total` chunks verified, `peers` in the swarm,
+    /// `received` payload bytes if known (the rate is estimated from chunks
+    /// otherwise), and the swarm's coverage if known.
+    pub fn progress(
+        &mut self,
+        have: u32,
+        total: u32,
+        peers: usize,
+        received: Option<u64>,
+        availability: Option<&Availability>,
+    ) {
         let now = Instant::now();
+        if let Some(notice) = availability.and_then(|a| self.coverage.update(now, a)) {
+            self.coverage_notice(&notice);
+        }
+        let copies = availability.map(copies_text);
         let estimate = || {
             let b = self.content_bytes?;
             Some(b.checked_mul(u64::from(have))? / u64::from(total.max(1)))
@@ -86,6 +101,9 @@ impl Output {
                         received_bytes: received,
                         bytes_per_sec: rate.map(|r| r as u64),
                         eta_secs: eta,
+                        distributed_copies: availability
+                            .map(|a| (a.distributed_copies * 1000.0).round() / 1000.0),
+                        unavailable_chunks: availability.map(|a| a.unavailable),
                     }
                     .emit();
                 }
@@ -94,9 +112,10 @@ impl Output {
                 let bar = self.bar.get_or_insert_with(|| Bar::spinner(String::new()));
                 // Labelled by manifest() when it came first (the embedded get).
                 bar.count(Unit::Chunks, "fetching", u64::from(total));
+                let copies = copies.map_or(String::new(), |c| format!(", {c}"));
                 bar.set(
                     u64::from(have),
-                    format!("{}, {peers} peers", rate_eta(rate, eta)),
+                    format!("{}, {peers} peers{copies}", rate_eta(rate, eta)),
                 );
             }
             Mode::Plain => {
@@ -113,8 +132,31 @@ impl Output {
                         human(per_sec as u64)
                     ));
                 }
+                if let Some(c) = copies {
+                    text.push_str(&format!(", {c}"));
+                }
                 eprintln!("{text}");
             }
+        }
+    }
+
+    /// Get: chunks went without (or regained) a connected holder.
+    fn coverage_notice(&mut self, notice: &Notice) {
+        let message = notice.text();
+        match (self.mode, notice) {
+            (Mode::Json, Notice::Unavailable { count, examples }) => Event::Unavailable {
+                chunks: *count,
+                examples: examples.clone(),
+                message: &message,
+            }
+            .emit(),
+            (Mode::Json, Notice::Available) => Event::Unavailable {
+                chunks: 0,
+                examples: Vec::new(),
+                message: &message,
+            }
+            .emit(),
+            _ => self.line(&message),
         }
     }
 
