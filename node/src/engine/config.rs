@@ -82,10 +82,26 @@ impl Default for EngineConfig {
             max_known_peer_addrs: 10_000,
             max_providers_per_content: 1000,
             max_manifest_asks: 8,
-            ask_timeout: Duration::from_secs(60),
+            // No longer than the transfer waits for a chunk: an ask the transfer
+            // gave up on but the session still awaited would block asking that
+            // peer again, and its late failure would cancel the newer request.
+            ask_timeout: TransferConfig::default().request_timeout,
             session_idle: Duration::from_secs(30),
             nat: super::nat::NatConfig::default(),
             corrupt_uploads: false,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn asks_expire_no_later_than_the_transfer_gives_up_on_a_chunk() {
+        // Otherwise a stale ask's failure releases the newer request for the
+        // same chunk, and asking again earns a strike from an honest seeder.
+        let c = EngineConfig::default();
+        assert!(c.ask_timeout <= c.transfer.request_timeout);
     }
 }

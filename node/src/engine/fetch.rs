@@ -34,7 +34,14 @@ impl Engine {
                     self.send(peer, Outgoing::Message(msg), None);
                 }
                 Action::RequestChunk { peer, index } => {
-                    self.ask(peer, Pending::Chunk(id, index));
+                    // The transfer gave up on an earlier ask for this chunk that the
+                    // session still awaits: its answer will do. Asking again would
+                    // make the peer send the chunk twice, or, if it already has,
+                    // take us for a peer that asks twice and strike us.
+                    let what = Pending::Chunk(id, index);
+                    if !self.sessions.is_pending(&peer, what) {
+                        self.ask(peer, what);
+                    }
                 }
                 Action::Ban { peer, reason } => {
                     tracing::warn!(%peer, ?reason, "banning peer");

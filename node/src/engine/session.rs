@@ -123,6 +123,13 @@ impl<P: Copy + Eq + Hash> Sessions<P> {
         Some(rid)
     }
 
+    /// An ask to `peer` for `what` is still outstanding.
+    pub fn is_pending(&self, peer: &P, what: Pending) -> bool {
+        self.peers
+            .get(peer)
+            .is_some_and(|s| s.pending.values().any(|&p| p == what))
+    }
+
     /// `peer` answered ask `rid`: what it was for, or `None` for an ID we
     /// are not waiting on (given up, or never asked).
     pub fn answered(&mut self, now: Instant, peer: P, rid: u32) -> Option<Pending> {
@@ -363,6 +370,27 @@ mod tests {
             "another peer cannot answer our ask"
         );
         assert_eq!(s.answered(t0, 1, a), Some(Pending::Chunk(id(), 4)));
+    }
+
+    #[test]
+    fn a_chunk_ask_is_pending_until_answered_or_expired() {
+        // The engine relies on this to never ask a peer twice for one chunk
+        // while the first ask can still be answered.
+        let t0 = Instant::now();
+        let cfg = SessionConfig::default();
+        let mut s = Sessions::new(cfg.clone());
+        let what = Pending::Chunk(id(), 7);
+        assert!(!s.is_pending(&1u8, what));
+        let rid = s.ask(t0, 1u8, what).unwrap();
+        s.ask(t0, 2u8, Pending::Chunk(id(), 8)).unwrap();
+        assert!(s.is_pending(&1, what));
+        assert!(!s.is_pending(&2, what), "asked of another peer");
+        assert!(!s.is_pending(&1, Pending::Chunk(id(), 8)), "another chunk");
+        s.answered(t0 + SEC, 1, rid);
+        assert!(!s.is_pending(&1, what), "answered");
+        s.ask(t0 + SEC, 1u8, what).unwrap();
+        s.handle_timeout(t0 + SEC + cfg.ask_timeout);
+        assert!(!s.is_pending(&1, what), "expired");
     }
 
     #[test]
