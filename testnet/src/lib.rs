@@ -18,6 +18,7 @@ pub mod datagen;
 pub mod demo;
 pub mod distribution;
 pub mod hostile;
+pub mod incentives;
 pub mod ipcmd;
 pub mod loopback;
 pub mod nat;

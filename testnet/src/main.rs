@@ -187,8 +187,17 @@ enum Command {
     /// churn.svg and churn.png. Exit 1 if a copy differs, or if the swarm
     /// held every chunk and a leecher still ended without a copy.
     ///
-    /// Example: testnet churn --leechers 12 --rate 0.25 --selfish 0.5 --stay 20
+    /// Example: testnet churn --leechers 12 --rate 0.5 --selfish 0.5 --stay 30
     Churn(testnet::churn::cli::ChurnArgs),
+    /// Does tit-for-tat reward uploaders? (root: network namespaces, tc
+    /// caps). Leechers in upload classes plus free riders (--no-upload)
+    /// fetch a file from a seeder, all starting together, once per choking
+    /// policy (`node --choke`, every node) and --runs rounds. Prints the
+    /// median over rounds of each class's mean download time per policy;
+    /// writes incentives.csv, incentives.svg and incentives.png.
+    ///
+    /// Example: testnet incentives --classes 3:2mbit,6:8mbit,3:32mbit --free-riders 2
+    Incentives(testnet::incentives::cli::IncentivesArgs),
     /// One adversarial peer as its own process (used by `hostile`).
     #[command(hide = true)]
     HostilePeer(testnet::hostile::cli::PeerArgs),
@@ -205,6 +214,7 @@ impl Command {
             Command::Sim(_) => "sim",
             Command::Nat(_) => "nat",
             Command::Churn(_) => "churn",
+            Command::Incentives(_) => "incentives",
             Command::HostilePeer(_) => "hostile-peer",
         }
     }
@@ -262,8 +272,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             "`testnet nat` needs root: it creates network namespaces and nftables NAT routers"
         );
     }
-    if matches!(cli.command, Command::Churn(_)) && !netns::is_root() {
-        anyhow::bail!("`testnet churn` needs root: it creates network namespaces and tc caps");
+    if matches!(cli.command, Command::Churn(_) | Command::Incentives(_)) && !netns::is_root() {
+        anyhow::bail!("`testnet churn` and `testnet incentives` need root: they create network namespaces and tc caps");
     }
     let bin = nodebin::resolve(cli.node_bin.as_deref()).await?;
     let run_dir = rundir::create(cli.run_dir.as_deref(), cli.command.label())?;
@@ -394,6 +404,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         // Dropping the run on a signal stops its nodes and removes its namespaces.
         Command::Churn(args) => tokio::select! {
             r = testnet::churn::cli::run(sup.bin(), &run_dir, args) => r,
+            sig = signals.recv() => interrupted(sig),
+        },
+        Command::Incentives(args) => tokio::select! {
+            r = testnet::incentives::cli::run(sup.bin(), &run_dir, args) => r,
             sig = signals.recv() => interrupted(sig),
         },
         // Returned before any node was built or started.

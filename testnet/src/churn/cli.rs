@@ -19,14 +19,14 @@ pub struct ChurnArgs {
     #[arg(long, default_value_t = 12, value_parser = clap::value_parser!(u16).range(1..=200))]
     pub leechers: u16,
     /// Poisson arrival rate, leechers per second.
-    #[arg(long, default_value_t = 0.25)]
+    #[arg(long, default_value_t = 0.5)]
     pub rate: f64,
     /// Probability p that a leecher leaves as soon as its copy is verified
     /// (selfish); the others stay --stay seconds (altruistic).
     #[arg(long, default_value_t = 0.5)]
     pub selfish: f64,
     /// How long an altruistic leecher stays after finishing (T, seconds).
-    #[arg(long, default_value_t = 20, value_name = "SECS")]
+    #[arg(long, default_value_t = 30, value_name = "SECS")]
     pub stay: u64,
     /// Fraction of leechers that quit mid-download once and come back with
     /// their partial data (rounded to a count).
@@ -48,7 +48,7 @@ pub struct ChurnArgs {
     #[arg(long, default_value = "8mbit", value_name = "RATE")]
     pub upload: Rate,
     /// Upload cap of the seeder.
-    #[arg(long, default_value = "16mbit", value_name = "RATE")]
+    #[arg(long, default_value = "32mbit", value_name = "RATE")]
     pub server_upload: Rate,
     /// Download cap of every leecher. Default: uncapped.
     #[arg(long, value_name = "RATE")]

@@ -30,6 +30,9 @@ use crate::units::{self, ByteSize, Rate};
 pub use report::{ChurnReport, PeerRow, SeederExit};
 use schedule::{Arrival, PlanParams};
 
+/// How long after the seeder left the swarm's holdings are read as "held when it left".
+const SETTLE: Duration = Duration::from_millis(2500);
+
 /// Parameters of a churn run.
 #[derive(Clone, Debug)]
 pub struct ChurnConfig {
@@ -161,7 +164,7 @@ async fn churn(
         });
     }
     eprintln!(
-        "testnet: churn: {} leechers arriving at {}/s, {} each way up (seeder {}), F = {}; the seeder leaves after {} copies",
+        "testnet: churn: {} leechers arriving at {}/s uploading at {} (seeder {}), F = {}; the seeder leaves after {} copies",
         cfg.plan.leechers, cfg.plan.rate, cfg.upload, cfg.server_upload, cfg.size, cfg.seeder_copies
     );
     let started = Instant::now();
@@ -170,6 +173,7 @@ async fn churn(
     let mut total: u32 = 0;
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     let mut next_check = Duration::ZERO;
+    let mut short_checks = 0u32;
     let mut next_note = Duration::ZERO;
     let leave_at = (cfg.seeder_copies * cfg.size.0 as f64) as u64;
     loop {
@@ -290,26 +294,54 @@ async fn churn(
                     held_with_away: with_away,
                     min_held_after: with_away,
                     first_gap: None,
+                    lost_for_good: false,
                 };
                 eprintln!(
-                    "testnet: {:>6.1} s  the seeder leaves after uploading {:.2} copies; the swarm holds {with_away}/{total} chunks ({present} on peers online now)",
+                    "testnet: {:>6.1} s  the seeder leaves after uploading {:.2} copies; resume states say the swarm holds at least {with_away}/{total} chunks ({present} on peers online)",
                     secs(now),
                     up as f64 / cfg.size.0 as f64
                 );
                 next_check = now + Duration::from_secs(1);
             }
-        } else if now >= next_check {
+        } else if now >= next_check && exit.at.is_some() {
             next_check = now + Duration::from_secs(1);
-            let (_, with_away) = held(&peers, &id, total);
-            if with_away < exit.min_held_after {
-                exit.min_held_after = with_away;
-            }
-            if with_away < total && exit.first_gap.is_none() {
-                exit.first_gap = Some(now);
-                eprintln!(
-                    "testnet: {:>6.1} s  the swarm holds only {with_away}/{total} chunks",
-                    secs(now)
-                );
+            let (present, with_away) = held(&peers, &id, total);
+            let left_at = exit.at.unwrap_or_default();
+            if now < left_at + SETTLE {
+                // Resume states lag by up to a save interval, and chunks the
+                // seeder sent last may still be landing: no new distinct chunk
+                // enters the swarm after it left, so the best reading of this
+                // window is what the swarm held.
+                exit.held_present = exit.held_present.max(present);
+                exit.held_with_away = exit.held_with_away.max(with_away);
+                exit.min_held_after = exit.held_with_away;
+            } else {
+                exit.min_held_after = exit.min_held_after.min(with_away);
+                if with_away < total && exit.first_gap.is_none() {
+                    exit.first_gap = Some(now);
+                    eprintln!(
+                        "testnet: {:>6.1} s  the swarm holds only {with_away}/{total} chunks",
+                        secs(now)
+                    );
+                }
+                // Nobody away can bring the missing chunks back: no leecher
+                // still downloading can finish, so waiting for the timeout
+                // would only measure the timeout.
+                let none_away = !peers.iter().any(|p| matches!(p.state, State::Away { .. }));
+                short_checks = if with_away < total && none_away {
+                    short_checks + 1
+                } else {
+                    0
+                };
+                if short_checks >= 3 {
+                    eprintln!(
+                        "testnet: {:>6.1} s  the swarm lost {} chunks for good (no holder online or away); ending the run",
+                        secs(now),
+                        total - with_away
+                    );
+                    exit.lost_for_good = true;
+                    break;
+                }
             }
         }
         let finished = peers.iter().all(|p| p.done() || p.row.exited.is_some());

@@ -87,7 +87,8 @@ pub struct SeederExit {
     pub uploaded: u64,
     /// Chunks in the content.
     pub total: u32,
-    /// Chunks held by leechers online at that moment.
+    /// Chunks held by leechers online then (read over the 2 s after it
+    /// left: resume states lag by up to a second).
     pub held_present: u32,
     /// Chunks held counting the saved data of quitters away (they come back).
     pub held_with_away: u32,
@@ -95,6 +96,8 @@ pub struct SeederExit {
     pub min_held_after: u32,
     /// The first check after it left at which some chunk was held by no one.
     pub first_gap: Option<Duration>,
+    /// The run ended early: chunks were held by no one online or away.
+    pub lost_for_good: bool,
 }
 
 impl SeederExit {
@@ -214,6 +217,13 @@ impl ChurnReport {
                         g.as_secs_f64()
                     ))
                 );
+                if s.lost_for_good {
+                    let _ = writeln!(
+                        out,
+                        "the run ended early: {} chunks were held by no leecher online or away, so nobody still downloading could finish",
+                        s.total - s.min_held_after
+                    );
+                }
             }
             None => {
                 let _ = writeln!(
@@ -271,7 +281,7 @@ pub fn csv_text(r: &ChurnReport) -> String {
     let s = &r.seeder;
     let _ = writeln!(
         out,
-        "# seeder_left_s={} seeder_uploaded_at_leave_bytes={} seeder_copies_target={} chunks={} held_at_leave={} held_online_at_leave={} min_held_after={} swarm_held_everything={} survived={} finished={} verified={} of={}",
+        "# seeder_left_s={} seeder_uploaded_at_leave_bytes={} seeder_copies_target={} chunks={} held_at_leave={} held_online_at_leave={} min_held_after={} lost_for_good={} swarm_held_everything={} survived={} finished={} verified={} of={}",
         opt(s.at),
         s.uploaded,
         r.config.seeder_copies,
@@ -279,6 +289,7 @@ pub fn csv_text(r: &ChurnReport) -> String {
         s.held_with_away,
         s.held_present,
         s.min_held_after,
+        s.lost_for_good,
         s.swarm_held_everything(),
         r.survived(),
         r.finished(),
