@@ -20,6 +20,10 @@ pub struct IncentivesArgs {
     /// Free riders: leechers run with `node --no-upload`.
     #[arg(long, default_value_t = 2)]
     pub free_riders: usize,
+    /// The free riders' uplink cap (it carries their requests and TCP
+    /// acknowledgements, not chunks).
+    #[arg(long, default_value = "8mbit", value_name = "RATE")]
+    pub free_rider_upload: Rate,
     /// The seeder's upload cap.
     #[arg(long, default_value = "16mbit", value_name = "RATE")]
     pub server_upload: Rate,
@@ -68,6 +72,7 @@ impl IncentivesArgs {
         IncentivesConfig {
             classes: self.classes.clone(),
             free_riders: self.free_riders,
+            free_rider_upload: self.free_rider_upload,
             server_upload: self.server_upload,
             size: self.size,
             policies: self.choke.clone(),

@@ -41,8 +41,11 @@ pub struct Class {
 pub struct IncentivesConfig {
     /// The upload classes.
     pub classes: Vec<Class>,
-    /// Free riders (`--no-upload`; their uplink is left uncapped, they send no chunks).
+    /// Free riders (`--no-upload`: they send no chunks).
     pub free_riders: usize,
+    /// The free riders' uplink cap: it carries their requests and TCP
+    /// acknowledgements, which an uncapped uplink would speed up unfairly.
+    pub free_rider_upload: Rate,
     /// The seeder's upload cap.
     pub server_upload: Rate,
     /// File size F.
@@ -62,7 +65,8 @@ pub struct IncentivesConfig {
 }
 
 impl IncentivesConfig {
-    /// Every leecher's class label and cap, free riders last (`None` cap, label `free rider`).
+    /// Every leecher's class label and upload class, free riders last
+    /// (`None`, label `free rider`; their link cap is `free_rider_upload`).
     pub fn leechers(&self) -> Vec<(String, Option<Rate>)> {
         let mut out = Vec::new();
         for c in &self.classes {
@@ -155,7 +159,7 @@ async fn one(
     let mut slots = Vec::with_capacity(plan.len());
     for (k, (_, cap)) in plan.iter().enumerate() {
         let caps = Caps {
-            upload: *cap,
+            upload: Some(cap.unwrap_or(cfg.free_rider_upload)),
             download: None,
         };
         slots.push(bed.add_node(&format!("leecher-{}", k + 1), caps)?);

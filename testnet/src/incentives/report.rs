@@ -125,12 +125,12 @@ pub fn render(cfg: &IncentivesConfig, means: &[ClassMean]) -> String {
 /// One line per leecher and run.
 pub fn csv_text(cfg: &IncentivesConfig, rows: &[LeecherRow]) -> String {
     let mut out = String::from(
-        "round,policy,leecher,class,upload_bps,free_rider,download_s,uploaded_bytes,downloaded_bytes,verified,size_bytes,server_upload_bps,leave_when_done\n",
+        "round,policy,leecher,class,upload_bps,free_rider,download_s,uploaded_bytes,downloaded_bytes,verified,size_bytes,server_upload_bps,leave_when_done,free_rider_upload_bps\n",
     );
     for r in rows {
         let _ = writeln!(
             out,
-            "{},{},{},{},{},{},{:.3},{},{},{},{},{},{}",
+            "{},{},{},{},{},{},{:.3},{},{},{},{},{},{},{}",
             r.round,
             r.policy,
             r.name,
@@ -144,6 +144,7 @@ pub fn csv_text(cfg: &IncentivesConfig, rows: &[LeecherRow]) -> String {
             cfg.size.0,
             cfg.server_upload.0,
             cfg.leave_when_done,
+            cfg.free_rider_upload.0,
         );
     }
     out
@@ -191,6 +192,7 @@ mod tests {
                 },
             ],
             free_riders: 1,
+            free_rider_upload: Rate(8_000_000),
             server_upload: Rate(16_000_000),
             size: ByteSize(1 << 20),
             policies: vec!["tit-for-tat".into(), "unchoke-all".into()],
