@@ -61,6 +61,9 @@ pub struct PiecePicker {
     ends: Vec<u32>,
     /// Missing chunks with no outstanding request; zero with chunks missing means endgame.
     unrequested_missing: u32,
+    /// Chunks held or requested: a peer holding only these has nothing to pick,
+    /// which `pick` sees in one pass over words instead of walking every bucket.
+    blocked: Bitfield,
 }
 
 impl PiecePicker {
@@ -76,6 +79,7 @@ impl PiecePicker {
             pos: (0..chunk_count).collect(),
             ends: vec![chunk_count],
             unrequested_missing: chunk_count,
+            blocked: Bitfield::new(chunk_count),
         }
     }
 
@@ -99,6 +103,7 @@ impl PiecePicker {
         }
         self.trim();
         self.have.set(i);
+        self.blocked.set(i);
         if self.requested[c] == 0 {
             self.unrequested_missing -= 1;
         }
@@ -189,6 +194,7 @@ impl PiecePicker {
         let r = &mut self.requested[i as usize];
         if *r == 0 {
             self.unrequested_missing -= 1;
+            self.blocked.set(i);
         }
         *r = r.saturating_add(1);
     }
@@ -201,6 +207,7 @@ impl PiecePicker {
         if *r == 1 {
             // Held chunks always count zero, so this chunk is missing.
             self.unrequested_missing += 1;
+            self.blocked.clear(i);
         }
         *r = r.saturating_sub(1);
     }
@@ -218,7 +225,7 @@ impl PiecePicker {
     /// something beats stalling. The `Random` and `Sequential` policies pick
     /// uniformly or lowest index first among the same eligible chunks.
     pub fn pick<R: Rng + ?Sized>(&self, peer_has: &Bitfield, rng: &mut R) -> Option<ChunkIndex> {
-        if self.unrequested_missing == 0 || peer_has.none_set() {
+        if self.unrequested_missing == 0 || !peer_has.has_any_missing_from(&self.blocked) {
             return None;
         }
         match self.config.policy {
@@ -428,6 +435,10 @@ impl PiecePicker {
             .filter(|&&c| self.requested[c as usize] == 0)
             .count();
         assert_eq!(self.unrequested_missing as usize, unrequested);
+        for c in 0..n {
+            let blocked = self.have.get(c) || self.requested[c as usize] > 0;
+            assert_eq!(self.blocked.get(c), blocked, "blocked bit of chunk {c}");
+        }
     }
 }
 

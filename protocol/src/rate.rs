@@ -15,6 +15,8 @@ pub struct RateMeter {
     origin: Option<Instant>,
     /// Number of the newest slot written; the ring holds `head - len + 1 ..= head`.
     head: u64,
+    /// Sum of every slot in the ring, kept in step so `rate` need not add them up.
+    sum: u128,
     total: u64,
     last: Option<Instant>,
 }
@@ -35,6 +37,7 @@ impl RateMeter {
             slot: window / count,
             origin: None,
             head: 0,
+            sum: 0,
             total: 0,
             last: None,
         }
@@ -55,7 +58,9 @@ impl RateMeter {
         self.advance(slot);
         let i = self.index(slot);
         if let Some(count) = self.slots.get_mut(i) {
+            let before = *count;
             *count = count.saturating_add(bytes);
+            self.sum += u128::from(*count - before);
         }
         self.total = self.total.saturating_add(bytes);
         self.last = Some(self.last.map_or(now, |last| last.max(now)));
@@ -72,9 +77,17 @@ impl RateMeter {
         // Slots before `oldest` have slid out of the window; the range is empty once the
         // newest record is a whole window old.
         let oldest = current.saturating_sub(len - 1);
-        let bytes: u128 = (oldest..=self.head)
-            .map(|k| u128::from(self.slots.get(self.index(k)).copied().unwrap_or(0)))
-            .sum();
+        // The ring holds `head - len + 1 ..= head` (older ones are zero): subtract the
+        // slots that slid out since the last record, at most one window's worth.
+        let ring_oldest = self.head.saturating_sub(len - 1);
+        let bytes: u128 = if oldest > self.head {
+            0
+        } else {
+            let stale: u128 = (ring_oldest..oldest)
+                .map(|k| u128::from(self.slots.get(self.index(k)).copied().unwrap_or(0)))
+                .sum();
+            self.sum - stale
+        };
         // At least one slot, so a burst at the first instant does not read as infinite.
         let span = now
             .saturating_duration_since(origin)
@@ -102,10 +115,12 @@ impl RateMeter {
         if to - self.head >= self.slot_count() {
             // A gap of a whole window or more: everything is stale, and this stays O(slots).
             self.slots.fill(0);
+            self.sum = 0;
         } else {
             for k in self.head + 1..=to {
                 let i = self.index(k);
                 if let Some(count) = self.slots.get_mut(i) {
+                    self.sum -= u128::from(*count);
                     *count = 0;
                 }
             }
@@ -327,6 +342,8 @@ mod tests {
                 now += ms(gap);
                 meter.record(now, bytes);
                 log.push((now, bytes));
+                // The running sum `rate` relies on stays equal to the ring's contents.
+                prop_assert_eq!(meter.sum, meter.slots.iter().map(|&b| u128::from(b)).sum::<u128>());
                 for &q in &query_ms {
                     let at = now + ms(q);
                     let rate = u128::from(meter.rate(at));

@@ -196,6 +196,9 @@ pub struct Transfer<P> {
     peers: BTreeMap<P, Peer>,
     banned: BTreeSet<P>,
     storing: BTreeSet<ChunkIndex>,
+    /// Every peer's in-flight requests by send time, so the oldest is found
+    /// without walking every peer (`poll_timeout` runs after every event).
+    requests: BTreeSet<(Instant, P, ChunkIndex)>,
     actions: VecDeque<Action<P>>,
     rng: SmallRng,
     announced: bool,
@@ -234,6 +237,7 @@ impl<P: Copy + Ord + std::hash::Hash + std::fmt::Debug> Transfer<P> {
             peers: BTreeMap::new(),
             banned: BTreeSet::new(),
             storing: BTreeSet::new(),
+            requests: BTreeSet::new(),
             actions: VecDeque::new(),
             rng: SmallRng::seed_from_u64(seed),
             announced,
@@ -404,7 +408,8 @@ impl<P: Copy + Ord + std::hash::Hash + std::fmt::Debug> Transfer<P> {
         if (newly_interested && self.has_free_slot()) || slot_freed {
             self.rechoke(now);
         }
-        self.fill_requests(now);
+        // Only this peer's holdings and choking changed: no other peer can ask for more.
+        self.refill(now, peer);
         self.queue_due_haves(now);
         Ok(())
     }
@@ -492,7 +497,11 @@ impl<P: Copy + Ord + std::hash::Hash + std::fmt::Debug> Transfer<P> {
             return Err(TransferError::UnknownPeer);
         };
         // A late answer to a request we already gave up on is still welcome if it verifies.
-        let was_in_flight = p.in_flight.remove(&index).is_some();
+        let sent = p.in_flight.remove(&index);
+        let was_in_flight = sent.is_some();
+        if let Some(t) = sent {
+            self.requests.remove(&(t, peer, index));
+        }
         let checked = Proof::from_bytes(proof).and_then(|proof| {
             if len != self.manifest.chunk_len(index) as usize {
                 return Err(ProofError::RootMismatch(index));
@@ -513,7 +522,8 @@ impl<P: Copy + Ord + std::hash::Hash + std::fmt::Debug> Transfer<P> {
             if was_in_flight {
                 self.picker.mark_unrequested(index);
             }
-            self.fill_requests(now);
+            // The chunk is held or being stored, so only the sender's freed slot is new.
+            self.refill(now, peer);
             return Ok(ChunkVerdict::Duplicate);
         }
         self.storing.insert(index);
@@ -521,7 +531,7 @@ impl<P: Copy + Ord + std::hash::Hash + std::fmt::Debug> Transfer<P> {
         if !was_in_flight {
             self.picker.mark_requested(index);
         }
-        self.fill_requests(now);
+        self.refill(now, peer);
         Ok(ChunkVerdict::Store)
     }
 
@@ -546,7 +556,10 @@ impl<P: Copy + Ord + std::hash::Hash + std::fmt::Debug> Transfer<P> {
             // this cuts have traffic several-fold.
             // A change in our interest matters to every peer (it may free a slot for us).
             let was_interested = p.we_interested;
-            p.we_interested = p.have.has_any_missing_from(have);
+            // Gaining `index` ends our interest only in peers that hold it.
+            if was_interested && p.have.get(index) {
+                p.we_interested = p.have.has_any_missing_from(have);
+            }
             let can_act = !p.we_choke || !p.interested_in_us;
             if (can_act && !p.have.is_full()) || was_interested != p.we_interested {
                 p.next_have = p.next_have.min(batch);
@@ -600,14 +613,10 @@ impl<P: Copy + Ord + std::hash::Hash + std::fmt::Debug> Transfer<P> {
     pub fn handle_timeout(&mut self, now: Instant) {
         let timeout = self.config.request_timeout;
         let expired: Vec<(P, ChunkIndex)> = self
-            .peers
+            .requests
             .iter()
-            .flat_map(|(&peer, p)| {
-                p.in_flight
-                    .iter()
-                    .filter(move |(_, &sent)| now.saturating_duration_since(sent) >= timeout)
-                    .map(move |(&i, _)| (peer, i))
-            })
+            .take_while(|&&(sent, _, _)| now.saturating_duration_since(sent) >= timeout)
+            .map(|&(_, peer, i)| (peer, i))
             .collect();
         for (peer, i) in expired {
             self.release(&peer, i);
@@ -628,12 +637,9 @@ impl<P: Copy + Ord + std::hash::Hash + std::fmt::Debug> Transfer<P> {
     pub fn poll_timeout(&self) -> Option<Instant> {
         let timeout = self.config.request_timeout;
         let haves = self.peers.values().map(|p| p.next_have);
-        let requests = self
-            .peers
-            .values()
-            .flat_map(|p| p.in_flight.values().map(move |&t| t + timeout));
+        let oldest_request = self.requests.first().map(|&(t, _, _)| t + timeout);
         haves
-            .chain(requests)
+            .chain(oldest_request)
             .chain(self.choker.poll_timeout())
             .min()
     }
@@ -686,6 +692,9 @@ impl<P: Copy + Ord + std::hash::Hash + std::fmt::Debug> Transfer<P> {
 
     fn queue_due_haves(&mut self, now: Instant) {
         let interval = self.config.have_interval;
+        if self.peers.values().all(|p| p.next_have > now) {
+            return;
+        }
         let due: Vec<P> = self
             .peers
             .iter_mut()
@@ -701,48 +710,96 @@ impl<P: Copy + Ord + std::hash::Hash + std::fmt::Debug> Transfer<P> {
         }
     }
 
+    /// Requests more from `peer` after an event that changed only its state; in
+    /// the endgame every idle peer may take a duplicate, so all are considered.
+    fn refill(&mut self, now: Instant, peer: P) {
+        if self.picker.in_endgame() {
+            self.fill_requests(now);
+        } else {
+            self.fill_peer(now, peer);
+            if self.picker.in_endgame() {
+                // That fill asked for the last unrequested chunk: idle peers may now help.
+                self.fill_requests(now);
+            }
+        }
+    }
+
+    /// Requests more from every peer that has a free request slot.
     fn fill_requests(&mut self, now: Instant) {
-        if self.picker.is_complete() {
+        if !self.may_request() {
             return;
+        }
+        let cap = self.max_depth();
+        // Cheap tests first: most peers choke us, have nothing for us or are full,
+        // and they cost no rate computation.
+        let keys: Vec<P> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| !p.choking_us && p.we_interested && p.in_flight.len() < cap)
+            .map(|(&peer, _)| peer)
+            .collect();
+        if keys.is_empty() {
+            return;
+        }
+        // Start at a random peer so no one is always served first.
+        let start = self.rng.random_range(0..keys.len());
+        for k in 0..keys.len() {
+            self.fill_peer(now, keys[(start + k) % keys.len()]);
+        }
+    }
+
+    /// False while nothing may be requested: complete, or too much waits to be written.
+    fn may_request(&self) -> bool {
+        if self.picker.is_complete() {
+            return false;
         }
         let chunk_size = u64::from(self.manifest.chunk_size.max(1));
         // Bounded memory: received chunks wait in RAM until written.
         let max_unwritten = (self.config.max_unwritten_bytes / chunk_size).max(1) as usize;
-        if self.storing.len() >= max_unwritten {
+        self.storing.len() < max_unwritten
+    }
+
+    /// The deepest pipeline any peer may get.
+    fn max_depth(&self) -> usize {
+        let chunk_size = u64::from(self.manifest.chunk_size.max(1));
+        let byte_cap = (self.config.max_in_flight_bytes / chunk_size).max(1) as usize;
+        let (min_depth, max_depth) = (self.config.min_pipeline_depth, self.config.pipeline_depth);
+        max_depth.max(min_depth).min(byte_cap)
+    }
+
+    /// Requests chunks from `peer` until its pipeline is as deep as its rate warrants.
+    fn fill_peer(&mut self, now: Instant, peer: P) {
+        if !self.may_request() {
             return;
         }
+        let Some(p) = self.peers.get(&peer) else {
+            return;
+        };
+        if p.choking_us || !p.we_interested || p.in_flight.len() >= self.max_depth() {
+            return;
+        }
+        let chunk_size = u64::from(self.manifest.chunk_size.max(1));
         let queue_time = self.config.request_queue_time.as_secs_f64();
         let (min_depth, max_depth) = (self.config.min_pipeline_depth, self.config.pipeline_depth);
         let byte_cap = (self.config.max_in_flight_bytes / chunk_size).max(1) as usize;
-        // Start at a random peer so no one is always served first.
-        let keys: Vec<P> = self.peers.keys().copied().collect();
-        if keys.is_empty() {
+        let by_rate =
+            (p.download.rate(now) as f64 * queue_time / chunk_size as f64).ceil() as usize;
+        let depth = by_rate
+            .clamp(min_depth, max_depth.max(min_depth))
+            .min(byte_cap);
+        if p.in_flight.len() >= depth {
             return;
         }
-        let start = self.rng.random_range(0..keys.len());
-        for k in 0..keys.len() {
-            let peer = keys[(start + k) % keys.len()];
-            let Some(p) = self.peers.get(&peer) else {
-                continue;
+        while let Some(index) = self.pick_for(&peer) {
+            self.picker.mark_requested(index);
+            let Some(p) = self.peers.get_mut(&peer) else {
+                break;
             };
-            let by_rate =
-                (p.download.rate(now) as f64 * queue_time / chunk_size as f64).ceil() as usize;
-            let depth = by_rate
-                .clamp(min_depth, max_depth.max(min_depth))
-                .min(byte_cap);
-            if p.choking_us || !p.we_interested || p.in_flight.len() >= depth {
-                continue;
-            }
-            while let Some(index) = self.pick_for(&peer) {
-                self.picker.mark_requested(index);
-                let Some(p) = self.peers.get_mut(&peer) else {
-                    break;
-                };
-                p.in_flight.insert(index, now);
-                self.actions.push_back(Action::RequestChunk { peer, index });
-                if p.in_flight.len() >= depth {
-                    break;
-                }
+            p.in_flight.insert(index, now);
+            self.requests.insert((now, peer, index));
+            self.actions.push_back(Action::RequestChunk { peer, index });
+            if p.in_flight.len() >= depth {
+                break;
             }
         }
     }
@@ -777,7 +834,11 @@ impl<P: Copy + Ord + std::hash::Hash + std::fmt::Debug> Transfer<P> {
 
     fn release(&mut self, peer: &P, index: ChunkIndex) {
         if let Some(p) = self.peers.get_mut(peer) {
-            if p.in_flight.remove(&index).is_some() && !self.storing.contains(&index) {
+            let Some(sent) = p.in_flight.remove(&index) else {
+                return;
+            };
+            self.requests.remove(&(sent, *peer, index));
+            if !self.storing.contains(&index) {
                 self.picker.mark_unrequested(index);
             }
         }
@@ -791,7 +852,8 @@ impl<P: Copy + Ord + std::hash::Hash + std::fmt::Debug> Transfer<P> {
         if p.heard_from {
             self.picker.remove_peer(&p.have);
         }
-        for &i in p.in_flight.keys() {
+        for (&i, &sent) in &p.in_flight {
+            self.requests.remove(&(sent, *peer, i));
             if !self.storing.contains(&i) {
                 self.picker.mark_unrequested(i);
             }
