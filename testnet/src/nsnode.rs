@@ -102,18 +102,32 @@ pub struct Seeder {
     pub content_id: ContentId,
 }
 
-/// Starts `node share source` capped at `upload` and waits for its content ID
-/// and its first connected peer.
+/// What the seeder shares, and how fast.
+#[derive(Clone, Copy, Debug)]
+pub struct Share<'a> {
+    /// The file.
+    pub source: &'a Path,
+    /// Its size (for the hashing time allowed).
+    pub size: ByteSize,
+    /// The seeder's upload cap.
+    pub upload: Rate,
+}
+
+/// Starts `node share` as `share` says and waits for its content ID and its
+/// first connected peer.
 pub async fn start_seeder(
     bin: &Path,
     bed: &mut Testbed,
     run: &Path,
-    source: &Path,
-    size: ByteSize,
-    upload: Rate,
+    share: Share<'_>,
     boot: &str,
     flags: &NodeFlags,
 ) -> anyhow::Result<Seeder> {
+    let Share {
+        source,
+        size,
+        upload,
+    } = share;
     let slot = bed.add_node(
         "seeder",
         Caps {

@@ -136,9 +136,11 @@ async fn churn(
         bin,
         bed,
         run,
-        source,
-        cfg.size,
-        cfg.server_upload,
+        nsnode::Share {
+            source,
+            size: cfg.size,
+            upload: cfg.server_upload,
+        },
         &boot,
         &flags,
     )

@@ -148,9 +148,11 @@ async fn one(
         bin,
         bed,
         dir,
-        source,
-        cfg.size,
-        cfg.server_upload,
+        nsnode::Share {
+            source,
+            size: cfg.size,
+            upload: cfg.server_upload,
+        },
         &boot,
         &flags,
     )
