@@ -130,6 +130,29 @@ impl Bitfield {
         })
     }
 
+    /// The chunks `self` has and `other` lacks, ascending.
+    pub fn iter_ones_missing_from<'a>(
+        &'a self,
+        other: &'a Bitfield,
+    ) -> impl Iterator<Item = ChunkIndex> + 'a {
+        let others = other.words.iter().chain(std::iter::repeat(&0));
+        self.words
+            .iter()
+            .zip(others)
+            .enumerate()
+            .flat_map(|(wi, (&a, &b))| {
+                let mut w = a & !b;
+                std::iter::from_fn(move || {
+                    if w == 0 {
+                        return None;
+                    }
+                    let bit = w.trailing_zeros();
+                    w &= w - 1;
+                    Some(wi as u32 * 64 + bit)
+                })
+            })
+    }
+
     /// True if `self` has some chunk that `other` lacks.
     pub fn has_any_missing_from(&self, other: &Bitfield) -> bool {
         self.words
@@ -140,11 +163,10 @@ impl Bitfield {
 
     /// The compact byte form: chunk 0 is the high bit of byte 0, as in BitTorrent.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut out = vec![0u8; bytes_for(self.len)];
-        for i in self.iter_ones() {
-            out[(i / 8) as usize] |= 0x80 >> (i % 8);
-        }
-        out
+        // Byte `b` is bits 8(b % 8).. of word b / 8, with the lowest chunk in the high bit.
+        (0..bytes_for(self.len))
+            .map(|b| ((self.words[b / 8] >> ((b % 8) * 8)) as u8).reverse_bits())
+            .collect()
     }
 
     /// Parses the compact byte form for `len` chunks, rejecting a wrong length or spare bits.
@@ -158,18 +180,14 @@ impl Bitfield {
             });
         }
         let mut bf = Self::new(len);
-        for (bi, &byte) in bytes.iter().enumerate() {
-            let mut b = byte;
-            while b != 0 {
-                let bit = b.leading_zeros();
-                b &= !(0x80u8 >> bit);
-                let i = bi as u64 * 8 + u64::from(bit);
-                if i >= u64::from(len) {
-                    return Err(BitfieldError::SpareBitsSet);
-                }
-                bf.set(i as u32);
-            }
+        for (b, &byte) in bytes.iter().enumerate() {
+            bf.words[b / 8] |= u64::from(byte.reverse_bits()) << ((b % 8) * 8);
         }
+        let spare = (words_for(len) * 64) as u32 - len;
+        if spare > 0 && bf.words.last().is_some_and(|&w| w >> (64 - spare) != 0) {
+            return Err(BitfieldError::SpareBitsSet);
+        }
+        bf.ones = bf.words.iter().map(|w| w.count_ones()).sum();
         Ok(bf)
     }
 }
@@ -232,6 +250,15 @@ mod tests {
             let back = Bitfield::from_bytes(len, &bf.to_bytes()).unwrap();
             prop_assert_eq!(back.count_ones(), bf.count_ones());
             prop_assert_eq!(back, bf);
+        }
+
+        #[test]
+        fn missing_from_is_the_set_difference(len in 0u32..300, a in proptest::collection::vec(any::<u32>(), 0..80), b in proptest::collection::vec(any::<u32>(), 0..80)) {
+            let (mut x, mut y) = (Bitfield::new(len), Bitfield::new(len));
+            for s in a { if len > 0 { x.set(s % len); } }
+            for s in b { if len > 0 { y.set(s % len); } }
+            let want: Vec<u32> = x.iter_ones().filter(|&i| !y.get(i)).collect();
+            prop_assert_eq!(x.iter_ones_missing_from(&y).collect::<Vec<_>>(), want);
         }
 
         #[test]

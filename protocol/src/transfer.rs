@@ -199,6 +199,10 @@ pub struct Transfer<P> {
     /// Every peer's in-flight requests by send time, so the oldest is found
     /// without walking every peer (`poll_timeout` runs after every event).
     requests: BTreeSet<(Instant, P, ChunkIndex)>,
+    /// No peer's `next_have` is earlier than this (it may be later than the
+    /// true minimum after a peer leaves); lets `queue_due_haves` and
+    /// `poll_timeout` skip the walk over every peer. Lower it with `have_due_by`.
+    have_due: Option<Instant>,
     actions: VecDeque<Action<P>>,
     rng: SmallRng,
     announced: bool,
@@ -238,6 +242,7 @@ impl<P: Copy + Ord + std::hash::Hash + std::fmt::Debug> Transfer<P> {
             banned: BTreeSet::new(),
             storing: BTreeSet::new(),
             requests: BTreeSet::new(),
+            have_due: None,
             actions: VecDeque::new(),
             rng: SmallRng::seed_from_u64(seed),
             announced,
@@ -336,6 +341,7 @@ impl<P: Copy + Ord + std::hash::Hash + std::fmt::Debug> Transfer<P> {
                 delivered: Bitfield::new(count),
             },
         );
+        self.have_due_by(now);
         true
     }
 
@@ -382,10 +388,10 @@ impl<P: Copy + Ord + std::hash::Hash + std::fmt::Debug> Transfer<P> {
             return Err(TransferError::UnknownPeer);
         };
         if p.heard_from {
-            for i in new.iter_ones().filter(|&i| !p.have.get(i)) {
+            for i in new.iter_ones_missing_from(&p.have) {
                 self.picker.peer_gained(i);
             }
-            for i in p.have.iter_ones().filter(|&i| !new.get(i)) {
+            for i in p.have.iter_ones_missing_from(&new) {
                 self.picker.peer_lost(i);
             }
         } else {
@@ -404,6 +410,7 @@ impl<P: Copy + Ord + std::hash::Hash + std::fmt::Debug> Transfer<P> {
         if was_interested != now_interested {
             // Tell the peer promptly so it can unchoke us.
             p.next_have = now;
+            self.have_due_by(now);
         }
         if (newly_interested && self.has_free_slot()) || slot_freed {
             self.rechoke(now);
@@ -546,6 +553,7 @@ impl<P: Copy + Ord + std::hash::Hash + std::fmt::Debug> Transfer<P> {
             self.actions.push_back(Action::Announce);
         }
         let batch = now + self.config.have_batch_delay;
+        let mut lowered = false;
         // Disjoint fields: read our bitfield in place while updating every peer.
         let have = self.picker.have();
         for p in self.peers.values_mut() {
@@ -563,7 +571,11 @@ impl<P: Copy + Ord + std::hash::Hash + std::fmt::Debug> Transfer<P> {
             let can_act = !p.we_choke || !p.interested_in_us;
             if (can_act && !p.have.is_full()) || was_interested != p.we_interested {
                 p.next_have = p.next_have.min(batch);
+                lowered = true;
             }
+        }
+        if lowered {
+            self.have_due_by(batch);
         }
         if self.picker.is_complete() && !self.completed {
             self.completed = true;
@@ -636,9 +648,20 @@ impl<P: Copy + Ord + std::hash::Hash + std::fmt::Debug> Transfer<P> {
     /// When `handle_timeout` should next be called.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let timeout = self.config.request_timeout;
-        let haves = self.peers.values().map(|p| p.next_have);
+        debug_assert!(
+            self.peers
+                .values()
+                .all(|p| self.have_due.is_some_and(|t| t <= p.next_have)),
+            "have_due must not be later than any peer's next have"
+        );
+        let haves = if self.peers.is_empty() {
+            None
+        } else {
+            self.have_due
+        };
         let oldest_request = self.requests.first().map(|&(t, _, _)| t + timeout);
         haves
+            .into_iter()
             .chain(oldest_request)
             .chain(self.choker.poll_timeout())
             .min()
@@ -679,12 +702,14 @@ impl<P: Copy + Ord + std::hash::Hash + std::fmt::Debug> Transfer<P> {
             if let Some(p) = self.peers.get_mut(&peer) {
                 p.we_choke = false;
                 p.next_have = now;
+                self.have_due = Some(now.min(self.have_due.unwrap_or(now)));
             }
         }
         for peer in changes.choke {
             if let Some(p) = self.peers.get_mut(&peer) {
                 p.we_choke = true;
                 p.next_have = now;
+                self.have_due = Some(now.min(self.have_due.unwrap_or(now)));
             }
         }
         self.queue_due_haves(now);
@@ -692,7 +717,7 @@ impl<P: Copy + Ord + std::hash::Hash + std::fmt::Debug> Transfer<P> {
 
     fn queue_due_haves(&mut self, now: Instant) {
         let interval = self.config.have_interval;
-        if self.peers.values().all(|p| p.next_have > now) {
+        if self.have_due.is_none_or(|t| t > now) {
             return;
         }
         let due: Vec<P> = self
@@ -704,10 +729,16 @@ impl<P: Copy + Ord + std::hash::Hash + std::fmt::Debug> Transfer<P> {
                 peer
             })
             .collect();
+        self.have_due = self.peers.values().map(|p| p.next_have).min();
         for peer in due {
             let info = self.have_info(&peer);
             self.actions.push_back(Action::SendHave { peer, info });
         }
+    }
+
+    /// Some peer's next have exchange is now due at `t` or earlier.
+    pub(super) fn have_due_by(&mut self, t: Instant) {
+        self.have_due = Some(self.have_due.map_or(t, |d| d.min(t)));
     }
 
     /// Requests more from `peer` after an event that changed only its state; in

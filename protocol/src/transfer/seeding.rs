@@ -154,6 +154,7 @@ impl<P: Copy + Ord + std::hash::Hash + std::fmt::Debug> Transfer<P> {
                     p.next_have = now;
                 }
             }
+            self.have_due_by(now);
             self.queue_due_haves(now);
         }
         refuse
