@@ -15,6 +15,8 @@ pub mod report;
 pub mod world;
 
 pub use config::{Arrivals, Class, Departure, SimConfig};
+/// The policies a run is configured with, for callers without a `protocol` dependency.
+pub use protocol::{choker::ChokePolicy, picker::PickPolicy};
 pub use world::{run, Outcome, PeerResult};
 
 #[cfg(test)]

@@ -43,7 +43,13 @@ pub struct PeerResult {
     pub uploaded: u64,
     /// Chunk bytes it downloaded (duplicates included).
     pub downloaded: u64,
+    /// The first chunks it stored (up to `FIRST_CHUNKS`), in order: shows the
+    /// picking policy at work (`tests/tests/sim_vs_node.rs` compares it with a node's).
+    pub first_chunks: Vec<ChunkIndex>,
 }
+
+/// How many stored chunks per peer `PeerResult::first_chunks` keeps.
+pub const FIRST_CHUNKS: usize = 64;
 
 /// Counters of one run, for the summary and for spotting model errors.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -146,6 +152,7 @@ struct Peer {
     left: Option<Nanos>,
     uploaded: u64,
     downloaded: u64,
+    first_chunks: Vec<ChunkIndex>,
     timer_at: Option<Nanos>,
     /// Everyone it dialled or was dialled by (may repeat).
     contacts: Vec<u32>,
@@ -231,6 +238,7 @@ impl<'a> World<'a> {
                 left: None,
                 uploaded: 0,
                 downloaded: 0,
+                first_chunks: Vec::new(),
                 timer_at: None,
                 contacts: Vec::new(),
             });
@@ -290,6 +298,7 @@ impl<'a> World<'a> {
                 left: p.left,
                 uploaded: p.uploaded,
                 downloaded: p.downloaded,
+                first_chunks: p.first_chunks.clone(),
             })
             .collect();
         Outcome {
@@ -596,6 +605,9 @@ impl<'a> World<'a> {
                 // Storage is instant here: the disk is not what is measured.
                 t.handle_chunk_stored(now, index);
                 self.counters.stored += 1;
+                if peer.first_chunks.len() < FIRST_CHUNKS {
+                    peer.first_chunks.push(index);
+                }
             }
             Ok(ChunkVerdict::Duplicate) => self.counters.duplicates += 1,
             Err(_) => {}
