@@ -544,6 +544,7 @@ impl<P: Copy + Ord + std::hash::Hash + std::fmt::Debug> Transfer<P> {
 
     /// The driver wrote chunk `index` durably: we hold it now and may serve it.
     pub fn handle_chunk_stored(&mut self, now: Instant, index: ChunkIndex) {
+        let was_blocked = !self.may_request();
         if !self.storing.remove(&index) {
             return;
         }
@@ -583,7 +584,12 @@ impl<P: Copy + Ord + std::hash::Hash + std::fmt::Debug> Transfer<P> {
             // Seeding ranks differently; re-evaluate at once.
             self.rechoke(now);
         }
-        self.fill_requests(now);
+        // The sender's slot was refilled when the chunk arrived, and holding a chunk
+        // we had requested makes nothing new pickable: only a full write queue that
+        // drained can let more requests out.
+        if was_blocked {
+            self.fill_requests(now);
+        }
     }
 
     /// Writing chunk `index` failed: forget it so it is fetched again.
