@@ -247,7 +247,7 @@ impl<P: Copy + Ord + std::hash::Hash + std::fmt::Debug> Transfer<P> {
             rng: SmallRng::seed_from_u64(seed),
             announced,
             completed,
-            first_copy: FirstCopy::new(count),
+            first_copy: FirstCopy::new(count, completed),
         }
     }
 

@@ -14,6 +14,12 @@
 //! another. Once every chunk is out, nothing is refused and the seed serves
 //! duplicates as fast as peers want them (a fast seed in a small swarm should
 //! upload several copies), and peers we refused hear our whole holdings again.
+//!
+//! Only a seed from the start holds back. A peer that completed a download
+//! serves freely: complete peers send each other no haves, so its picture of
+//! what is out is stale, and several such peers each refused a returning
+//! leecher chunks they thought out, until it had none left to ask for
+//! (`testnet/tests/churn.rs`). Whatever it holds, the swarm had already.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
@@ -31,16 +37,20 @@ pub(super) struct FirstCopy<P> {
     refused: BTreeSet<P>,
     /// Every chunk was out at the last look; stays so until a peer is forgotten.
     all_out: bool,
+    /// We were complete from the start: the only case the rule applies in.
+    seed_from_start: bool,
 }
 
 impl<P: Copy + Ord> FirstCopy<P> {
-    /// Nothing given yet, for content of `chunks` chunks.
-    pub(super) fn new(chunks: u32) -> Self {
+    /// Nothing given yet, for content of `chunks` chunks; `seed_from_start`:
+    /// we held every chunk before any peer came (otherwise nothing is refused).
+    pub(super) fn new(chunks: u32, seed_from_start: bool) -> Self {
         Self {
             given: vec![0; chunks as usize],
             by_peer: BTreeMap::new(),
             refused: BTreeSet::new(),
             all_out: false,
+            seed_from_start,
         }
     }
 
@@ -102,7 +112,7 @@ impl<P: Copy + Ord> FirstCopy<P> {
     ) -> bool {
         let n = self.given.len() as u32;
         let out = |i: ChunkIndex| self.given[i as usize] > 0 || held(i) > 0;
-        if self.all_out || index >= n || !out(index) {
+        if !self.seed_from_start || self.all_out || index >= n || !out(index) {
             return false;
         }
         // Start at the asked index so a scan in a mostly fresh swarm ends early.
@@ -177,7 +187,7 @@ mod tests {
 
     #[test]
     fn refuses_a_given_chunk_while_fresh_ones_remain() {
-        let mut f = FirstCopy::<u8>::new(4);
+        let mut f = FirstCopy::<u8>::new(4, true);
         let none = Bitfield::new(4);
         let mut lifted = Vec::new();
         assert!(!f.hold_back(1, 0, &none, held_by_none, &mut lifted));
@@ -190,7 +200,7 @@ mod tests {
 
     #[test]
     fn serves_duplicates_once_everything_is_out_and_lifts_refusals() {
-        let mut f = FirstCopy::<u8>::new(3);
+        let mut f = FirstCopy::<u8>::new(3, true);
         let none = Bitfield::new(3);
         let mut lifted = Vec::new();
         f.give(1, 0);
@@ -203,7 +213,7 @@ mod tests {
 
     #[test]
     fn a_peer_holding_every_fresh_chunk_is_served() {
-        let mut f = FirstCopy::<u8>::new(3);
+        let mut f = FirstCopy::<u8>::new(3, true);
         f.give(1, 0);
         let mut has = Bitfield::new(3);
         has.set(1);
@@ -215,7 +225,7 @@ mod tests {
 
     #[test]
     fn forgetting_a_peer_makes_its_chunks_fresh_again() {
-        let mut f = FirstCopy::<u8>::new(2);
+        let mut f = FirstCopy::<u8>::new(2, true);
         let none = Bitfield::new(2);
         let mut lifted = Vec::new();
         f.give(1, 0);
@@ -229,8 +239,19 @@ mod tests {
     }
 
     #[test]
+    fn a_peer_that_completed_a_download_never_holds_back() {
+        // Its picture of the swarm is stale (complete peers exchange no haves).
+        let mut f = FirstCopy::<u8>::new(3, false);
+        let none = Bitfield::new(3);
+        let mut lifted = Vec::new();
+        f.give(1, 0);
+        assert!(!f.hold_back(2, 0, &none, held_by_none, &mut lifted));
+        assert!(!f.hold_back(2, 1, &none, |_| 5, &mut lifted));
+    }
+
+    #[test]
     fn out_of_range_indices_are_ignored() {
-        let mut f = FirstCopy::<u8>::new(2);
+        let mut f = FirstCopy::<u8>::new(2, true);
         f.give(1, 7);
         f.take_back(1, 9);
         let mut lifted = Vec::new();
