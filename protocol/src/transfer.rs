@@ -454,6 +454,7 @@ impl<P: Copy + Ord + std::hash::Hash + std::fmt::Debug> Transfer<P> {
                 p.delivered.set(index);
             }
         }
+        self.first_copy_delivered(peer, index);
     }
 
     /// Our stream to `peer` broke: chunks sent on it may not have arrived, so

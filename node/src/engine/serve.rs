@@ -249,6 +249,7 @@ impl Engine {
         for id in &ids {
             if let Some(a) = self.contents.get_mut(id).and_then(Content::active_mut) {
                 a.transfer.handle_upload_stalled(now, peer, until);
+                a.transfer.handle_uploads_dropped(peer);
             }
         }
         // Its queued uploads are dropped unanswered: its stream is gone.
