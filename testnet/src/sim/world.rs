@@ -409,7 +409,7 @@ impl<'a> World<'a> {
     /// Schedules `event` for `to` one latency from now (dropped if `to` left).
     fn send(&mut self, to: u32, event: Event) {
         if self.peers[to as usize].state != State::Gone {
-            self.queue.push(self.now + self.latency, event);
+            self.queue.push_in_order(self.now + self.latency, event);
         }
     }
 
