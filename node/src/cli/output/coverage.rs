@@ -9,8 +9,10 @@ use std::time::{Duration, Instant};
 
 use protocol::transfer::Availability;
 
-/// Chunks without a holder for this long are worth a warning.
-const GRACE: Duration = Duration::from_secs(3);
+/// Chunks without a holder for this long are worth a warning: longer than
+/// the periodic have exchange (5 s), through which a choked peer hears of a
+/// chunk another leecher just got.
+const GRACE: Duration = Duration::from_secs(8);
 /// While the count is unchanged, repeat the warning this often.
 const REPEAT: Duration = Duration::from_secs(30);
 
@@ -110,21 +112,35 @@ mod tests {
             None,
             "haves may still be arriving"
         );
-        let first = c.update(t0 + 3 * s, &short(43)).expect("warned");
+        assert_eq!(
+            c.update(t0 + 5 * s, &short(43)),
+            None,
+            "a have may be on its way"
+        );
+        let first = c.update(t0 + 8 * s, &short(43)).expect("warned");
         assert_eq!(
             first.text(),
             "43 chunks (e.g. 12, 40, 311...) held by no connected peer; still looking for providers"
         );
         assert_eq!(c.update(t0 + 10 * s, &short(43)), None, "unchanged");
-        assert!(c.update(t0 + 10 * s, &short(40)).is_some(), "changed");
-        assert!(c.update(t0 + 41 * s, &short(40)).is_some(), "repeated");
+        assert_eq!(
+            c.update(t0 + 10 * s, &short(40)),
+            None,
+            "changed, but just warned"
+        );
+        assert!(c.update(t0 + 16 * s, &short(40)).is_some(), "changed");
+        assert!(
+            c.update(t0 + 41 * s, &short(40)).is_none(),
+            "unchanged since 16 s"
+        );
+        assert!(c.update(t0 + 46 * s, &short(40)).is_some(), "repeated");
         let ok = Availability {
             distributed_copies: 1.5,
             unavailable: 0,
             unavailable_examples: vec![],
         };
-        assert_eq!(c.update(t0 + 42 * s, &ok), Some(Notice::Available));
-        assert_eq!(c.update(t0 + 43 * s, &ok), None);
+        assert_eq!(c.update(t0 + 47 * s, &ok), Some(Notice::Available));
+        assert_eq!(c.update(t0 + 48 * s, &ok), None);
     }
 
     #[test]
@@ -138,7 +154,7 @@ mod tests {
         };
         assert_eq!(c.update(t0, &short(3)), None);
         assert_eq!(c.update(t0 + Duration::from_secs(1), &ok), None);
-        assert_eq!(c.update(t0 + Duration::from_secs(5), &short(3)), None);
+        assert_eq!(c.update(t0 + Duration::from_secs(9), &short(3)), None);
     }
 
     #[test]
