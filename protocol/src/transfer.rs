@@ -387,6 +387,7 @@ impl<P: Copy + Ord + std::hash::Hash + std::fmt::Debug> Transfer<P> {
         let Some(p) = self.peers.get_mut(&peer) else {
             return Err(TransferError::UnknownPeer);
         };
+        let mut first_word = false;
         if p.heard_from {
             for i in new.iter_ones_missing_from(&p.have) {
                 self.picker.peer_gained(i);
@@ -397,6 +398,12 @@ impl<P: Copy + Ord + std::hash::Hash + std::fmt::Debug> Transfer<P> {
         } else {
             self.picker.add_peer(&new);
             p.heard_from = true;
+            // Its first word this session: it may have (re)connected after we last
+            // told it our holdings, and a peer that knows nothing of ours cannot ask;
+            // a complete peer would otherwise leave a returning leecher waiting for
+            // the periodic exchange.
+            p.next_have = now;
+            first_word = true;
         }
         p.have = new;
         let newly_interested = info.interested && !p.interested_in_us;
@@ -410,6 +417,8 @@ impl<P: Copy + Ord + std::hash::Hash + std::fmt::Debug> Transfer<P> {
         if was_interested != now_interested {
             // Tell the peer promptly so it can unchoke us.
             p.next_have = now;
+            self.have_due_by(now);
+        } else if first_word {
             self.have_due_by(now);
         }
         if (newly_interested && self.has_free_slot()) || slot_freed {

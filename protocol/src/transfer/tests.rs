@@ -742,4 +742,5 @@ fn news_of_a_chunk_skips_peers_that_want_it_but_are_choked() {
     }
 }
 
+mod returning_peer;
 mod seeder_leaves;
