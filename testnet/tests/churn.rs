@@ -15,10 +15,6 @@ use testnet::churn::{self, ChurnConfig};
 use testnet::netns::Shaping;
 use testnet::units::{ByteSize, Rate};
 
-// Known bug, open in issue 12: a quitter that comes back to a swarm of only
-// complete peers is often not served (3 of 4 runs at 89bac07..HEAD, 1 of 2 with
-// the node at 1056b89, before first-copy-first). Run it with `--ignored`.
-#[ignore = "known bug: a returning quitter among only complete peers is not served"]
 #[tokio::test(flavor = "current_thread")]
 async fn leechers_that_come_and_go_all_verify_after_the_seeder_leaves() {
     if !common::root_or_skip(
