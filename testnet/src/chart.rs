@@ -67,7 +67,8 @@ pub fn write(
     Ok(())
 }
 
-fn register_font() -> anyhow::Result<()> {
+/// Registers the bundled font as "sans-serif" for every chart (once).
+pub fn register_font() -> anyhow::Result<()> {
     static REGISTERED: OnceLock<bool> = OnceLock::new();
     let ok = *REGISTERED.get_or_init(|| {
         plotters::style::register_font("sans-serif", FontStyle::Normal, FONT).is_ok()

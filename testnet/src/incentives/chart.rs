@@ -7,18 +7,13 @@ use std::path::Path;
 use anyhow::{anyhow, Context};
 use plotters::coord::Shift;
 use plotters::prelude::*;
-use plotters::style::FontStyle;
 
 use super::report::{class_order, ClassMean};
 use super::IncentivesConfig;
 
-static FONT: &[u8] = include_bytes!("../../assets/DejaVuSans-subset.ttf");
-
 /// Draws `<base>.svg` and `<base>.png`.
 pub fn write(base: &Path, cfg: &IncentivesConfig, means: &[ClassMean]) -> anyhow::Result<()> {
-    // Registering again is harmless; the font is the one chart.rs uses.
-    plotters::style::register_font("sans-serif", FontStyle::Normal, FONT)
-        .map_err(|_| anyhow!("the bundled chart font is unreadable"))?;
+    crate::chart::register_font()?;
     let svg = base.with_extension("svg");
     let png = base.with_extension("png");
     {

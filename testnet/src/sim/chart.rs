@@ -8,11 +8,8 @@ use std::path::Path;
 use anyhow::{anyhow, Context};
 use plotters::coord::Shift;
 use plotters::prelude::*;
-use plotters::style::FontStyle;
 
 use crate::bound::Params;
-
-static FONT: &[u8] = include_bytes!("../../assets/DejaVuSans-subset.ttf");
 
 /// One series of simulated points: a label and (N, seconds) pairs.
 #[derive(Clone, Debug)]
@@ -31,9 +28,7 @@ pub fn write_svg(
     n_max: usize,
     series: &[Series],
 ) -> anyhow::Result<()> {
-    // Registering again is harmless; the font is the same one chart.rs uses.
-    plotters::style::register_font("sans-serif", FontStyle::Normal, FONT)
-        .map_err(|_| anyhow!("the bundled chart font is unreadable"))?;
+    crate::chart::register_font()?;
     let root = SVGBackend::new(path, (1000, 640)).into_drawing_area();
     draw(&root, params, n_min.max(1), n_max.max(2), series)
         .with_context(|| format!("cannot draw {}", path.display()))
