@@ -16,6 +16,7 @@ use crate::datagen;
 use crate::netns::Shaping;
 use crate::nsrun::{self, CapsSummary, Mode, NsRunConfig};
 use crate::report::Report;
+use crate::tcpstats::TcpSummary;
 use crate::units::{ByteSize, Rate};
 
 /// The swarm sizes a run measures unless `--n` says otherwise.
@@ -80,6 +81,8 @@ pub struct Row {
     pub cpu_seconds: f64,
     /// The tbf caps' counters (bytes sent, packets dropped) until the last leecher finished.
     pub caps: CapsSummary,
+    /// TCP's segment counters (sent, sent again) until the last leecher finished.
+    pub tcp: TcpSummary,
     /// The node flags this run used beyond the testbed's own (see
     /// `nsrun::flags_label`); empty when every node ran at its defaults.
     pub flags: String,
@@ -163,9 +166,10 @@ pub async fn run(bin: &Path, run: &Path, cfg: &DistributionConfig) -> anyhow::Re
             let mut row = row_of(n, mode, bound, report);
             row.cpu_seconds = outcome.cpu_seconds;
             row.caps = outcome.caps;
+            row.tcp = outcome.tcp;
             row.flags = nsrun::flags_label(&run_cfg);
             println!(
-                "N={n:<3} {:<3} measured {:>7.2} s  bound {:>7.2} s  ratio {:.2}  (seeder sent {:.1} MiB, peers {:.1} MiB, {:.1}% downloaded beyond N·F; capped uplinks carried {:.2} × N·F, the seeder's {:.1} MiB; nodes used {:.1} CPU-s, {:.0}% of the CPUs; tbf dropped {}+{}+{} packets{})",
+                "N={n:<3} {:<3} measured {:>7.2} s  bound {:>7.2} s  ratio {:.2}  (seeder sent {:.1} MiB, peers {:.1} MiB, {:.1}% downloaded beyond N·F; capped uplinks carried {:.2} × N·F, the seeder's {:.1} MiB; nodes used {:.1} CPU-s, {:.0}% of the CPUs; tbf dropped {}+{}+{} packets; TCP resent {:.2}% of the seeder's and {:.2}% of the leechers' segments{})",
                 mode.as_str(),
                 row.measured,
                 row.bound,
@@ -180,6 +184,8 @@ pub async fn run(bin: &Path, run: &Path, cfg: &DistributionConfig) -> anyhow::Re
                 row.caps.seeder_up.dropped,
                 row.caps.leechers_up.dropped,
                 row.caps.leechers_down.dropped,
+                row.tcp.seeder.retrans_pct(),
+                row.tcp.leechers.retrans_pct(),
                 if row.flags.is_empty() {
                     String::new()
                 } else {
@@ -273,6 +279,7 @@ fn row_of(n: usize, mode: Mode, bound: f64, report: &Report) -> Row {
         first_done: if first.is_finite() { first } else { 0.0 },
         cpu_seconds: 0.0,
         caps: CapsSummary::default(),
+        tcp: TcpSummary::default(),
         flags: String::new(),
     }
 }
@@ -284,20 +291,21 @@ fn excess_pct(row: &Row, size: ByteSize) -> f64 {
 }
 
 /// The CSV: one row per run, with every parameter so a file stands alone.
-/// Columns are only ever added at the end, so older files read the same;
-/// `flags` comes last (space-separated, no commas).
+/// Columns are only ever added at the end, before `flags`, which comes last
+/// (space-separated, no commas): read the columns by their header names.
 pub fn csv_text(cfg: &DistributionConfig, rows: &[Row]) -> String {
     let mut out = String::from(
         "n,mode,measured_s,bound_s,ratio,size_bytes,upload_bps,server_upload_bps,download_bps,\
          tbf_burst_bytes,tbf_latency_ms,first_done_s,seeder_uploaded_bytes,peers_uploaded_bytes,\
          downloaded_bytes,excess_download_pct,node_cpu_s,tbf_drops_seeder,tbf_drops_peers_up,\
-         tbf_drops_peers_down,seeder_uplink_bytes,uplink_bytes,uplink_per_nf,flags\n",
+         tbf_drops_peers_down,seeder_uplink_bytes,uplink_bytes,uplink_per_nf,\
+         tcp_out_segs_seeder,tcp_retrans_segs_seeder,tcp_out_segs_peers,tcp_retrans_segs_peers,flags\n",
     );
     for r in rows {
         let download = cfg.download.map(|d| d.0.to_string()).unwrap_or_default();
         let _ = writeln!(
             out,
-            "{},{},{:.3},{:.3},{:.3},{},{},{},{download},{},{},{:.3},{},{},{},{:.2},{:.2},{},{},{},{},{},{:.3},{}",
+            "{},{},{:.3},{:.3},{:.3},{},{},{},{download},{},{},{:.3},{},{},{},{:.2},{:.2},{},{},{},{},{},{:.3},{},{},{},{},{}",
             r.n,
             r.mode,
             r.measured,
@@ -320,6 +328,10 @@ pub fn csv_text(cfg: &DistributionConfig, rows: &[Row]) -> String {
             r.caps.seeder_up.sent_bytes,
             r.caps.uplink_bytes(),
             r.uplink_per_nf(cfg.size),
+            r.tcp.seeder.out_segs,
+            r.tcp.seeder.retrans_segs,
+            r.tcp.leechers.out_segs,
+            r.tcp.leechers.retrans_segs,
             r.flags.replace(',', ";"),
         );
     }
@@ -335,6 +347,7 @@ fn write_csv(path: &PathBuf, cfg: &DistributionConfig, rows: &[Row]) -> anyhow::
 mod tests {
     use super::*;
     use crate::netns::TbfStats;
+    use crate::tcpstats::TcpCounters;
 
     #[test]
     fn csv_has_one_line_per_row_with_the_ratio() {
@@ -377,6 +390,16 @@ mod tests {
                     dropped: 3,
                 },
             },
+            tcp: TcpSummary {
+                seeder: TcpCounters {
+                    out_segs: 40,
+                    retrans_segs: 4,
+                },
+                leechers: TcpCounters {
+                    out_segs: 90,
+                    retrans_segs: 9,
+                },
+            },
             flags: "--threads=1".into(),
         };
         let text = csv_text(&cfg, &[row]);
@@ -390,7 +413,7 @@ mod tests {
             lines[1]
         );
         assert!(
-            lines[1].ends_with(",0.00,3.00,1,2,3,31457280,104857600,1.250,--threads=1"),
+            lines[1].ends_with(",0.00,3.00,1,2,3,31457280,104857600,1.250,40,4,90,9,--threads=1"),
             "{}",
             lines[1]
         );

@@ -33,5 +33,6 @@ pub mod rundir;
 pub mod sim;
 pub mod stats;
 pub mod swarm;
+pub mod tcpstats;
 pub mod timeline;
 pub mod units;

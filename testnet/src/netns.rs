@@ -24,6 +24,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
 use crate::ipcmd;
+use crate::tcpstats::TcpCounters;
 use crate::units::{ByteSize, Rate};
 
 /// Every namespace a testbed creates starts with this.
@@ -229,6 +230,15 @@ impl Testbed {
             });
         }
         Ok(out)
+    }
+
+    /// TCP's counters in each node's namespace so far, with the node's name,
+    /// in the order nodes were added.
+    pub fn tcp_stats(&self) -> anyhow::Result<Vec<(String, TcpCounters)>> {
+        self.slots
+            .iter()
+            .map(|slot| Ok((slot.name.clone(), TcpCounters::read(&slot.netns)?)))
+            .collect()
     }
 
     /// Kills every process still inside the testbed's namespaces and deletes

@@ -19,6 +19,7 @@ use crate::procs::{self, Supervisor};
 use crate::report::Report;
 use crate::stats::StatsFile;
 use crate::swarm::{self, Leecher};
+use crate::tcpstats::TcpSummary;
 use crate::timeline::Timeline;
 use crate::units::{self, ByteSize, Rate};
 
@@ -100,6 +101,8 @@ pub struct NsRunOutcome {
     pub cpu_seconds: f64,
     /// The tbf caps' counters when the last leecher finished.
     pub caps: CapsSummary,
+    /// TCP's segment counters when the last leecher finished.
+    pub tcp: TcpSummary,
 }
 
 /// The tbf counters of a run, summed by role.
@@ -206,6 +209,7 @@ pub async fn run(
         pids,
         cpu_seconds: at_finish.cpu_seconds,
         caps: at_finish.caps,
+        tcp: at_finish.tcp,
     })
 }
 
@@ -215,6 +219,7 @@ pub async fn run(
 struct AtFinish {
     cpu_seconds: f64,
     caps: CapsSummary,
+    tcp: TcpSummary,
 }
 
 impl AtFinish {
@@ -227,7 +232,18 @@ impl AtFinish {
                 CapsSummary::default()
             }
         };
-        Self { cpu_seconds, caps }
+        let tcp = match bed.tcp_stats() {
+            Ok(per_node) => TcpSummary::of(per_node.iter().map(|(n, c)| (n.as_str(), *c))),
+            Err(e) => {
+                eprintln!("testnet: warning: cannot read TCP counters: {e:#}");
+                TcpSummary::default()
+            }
+        };
+        Self {
+            cpu_seconds,
+            caps,
+            tcp,
+        }
     }
 }
 
