@@ -16,6 +16,10 @@ use rand::Rng;
 pub struct ChokerConfig {
     /// Peers unchoked for their rate (BitTorrent's 4), not counting the optimistic one.
     pub regular_slots: usize,
+    /// Regular slots while seeding. A seed has no one to reciprocate with, and
+    /// its uplink is often much faster than any one peer's: more slots spread
+    /// its chunks over more peers at once, and each of those passes them on.
+    pub seed_slots: usize,
     /// How often the regular slots are re-ranked.
     pub rechoke_interval: Duration,
     /// How long one peer keeps the optimistic slot.
@@ -41,6 +45,9 @@ impl Default for ChokerConfig {
     fn default() -> Self {
         Self {
             regular_slots: 4,
+            // Measured at N=30 with u_s = 10u (`testnet distribution`): 4 seed slots
+            // 16.9-17.1 s, 9 slots 16.2-16.6 s, 15 slots 17.1 s.
+            seed_slots: 9,
             rechoke_interval: Duration::from_secs(10),
             optimistic_interval: Duration::from_secs(30),
             snub_timeout: Duration::from_secs(60),
@@ -87,7 +94,7 @@ pub struct ChokeChanges<P> {
 #[derive(Clone, Debug)]
 pub struct Choker<P> {
     config: ChokerConfig,
-    /// Unchoked for their rate; at most `regular_slots`, never snubbed, never `optimistic`.
+    /// Unchoked for their rate; at most `regular_slots` (`seed_slots` seeding), never snubbed, never `optimistic`.
     regular: BTreeSet<P>,
     optimistic: Option<P>,
     /// When `optimistic` got its slot; it rotates `optimistic_interval` later.
@@ -114,9 +121,9 @@ impl<P: Copy + Eq + Hash + Ord + Debug> Choker<P> {
 
     /// True if a peer that just became interested may be unchoked at once, with
     /// `unchoked` peers unchoked now (always, when unchoking everyone).
-    pub fn has_free_slot(&self, unchoked: usize) -> bool {
+    pub fn has_free_slot(&self, unchoked: usize, mode: Mode) -> bool {
         match self.config.policy {
-            ChokePolicy::TitForTat => unchoked < self.config.regular_slots.saturating_add(1),
+            ChokePolicy::TitForTat => unchoked < self.slots(mode).saturating_add(1),
             ChokePolicy::UnchokeAll => true,
         }
     }
@@ -145,10 +152,10 @@ impl<P: Copy + Eq + Hash + Ord + Debug> Choker<P> {
     /// Re-evaluates who is unchoked and returns only the changes.
     ///
     /// Interested, non-snubbed peers are ranked by `download_rate` (leeching) or
-    /// `upload_rate` (seeding), ties broken by `rng`, and the top `regular_slots` are
-    /// unchoked. One more interested peer outside that set holds the optimistic slot, picked
-    /// at random when the slot is empty, its holder left, lost interest or earned a regular
-    /// slot, or `optimistic_interval` has passed. Peers absent from `peers` are forgotten;
+    /// `upload_rate` (seeding), ties broken by `rng`, and the top `regular_slots`
+    /// (`seed_slots` seeding) are unchoked. One more interested peer outside that set
+    /// holds the optimistic slot, picked at random when the slot is empty, its holder
+    /// left, lost interest or earned a regular slot, or `optimistic_interval` has passed. Peers absent from `peers` are forgotten;
     /// if they were unchoked they appear in `choke`, so a caller mirroring the set stays in
     /// sync. For duplicate entries the first one counts. Under `ChokePolicy::UnchokeAll`
     /// every interested peer is unchoked and there is no optimistic slot.
@@ -188,7 +195,7 @@ impl<P: Copy + Eq + Hash + Ord + Debug> Choker<P> {
         ranked.sort_by_key(|v| Reverse(rank_rate(v, mode)));
         self.regular = ranked
             .iter()
-            .take(self.config.regular_slots)
+            .take(self.slots(mode))
             .map(|v| v.peer)
             .collect();
 
@@ -199,6 +206,14 @@ impl<P: Copy + Eq + Hash + Ord + Debug> Choker<P> {
         ChokeChanges {
             unchoke: after.difference(&before).copied().collect(),
             choke: before.difference(&after).copied().collect(),
+        }
+    }
+
+    /// Regular slots in `mode`.
+    fn slots(&self, mode: Mode) -> usize {
+        match mode {
+            Mode::Leeching => self.config.regular_slots,
+            Mode::Seeding => self.config.seed_slots,
         }
     }
 

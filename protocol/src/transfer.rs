@@ -685,7 +685,12 @@ impl<P: Copy + Ord + std::hash::Hash + std::fmt::Debug> Transfer<P> {
 
     fn has_free_slot(&self) -> bool {
         let unchoked = self.peers.values().filter(|p| !p.we_choke).count();
-        self.choker.has_free_slot(unchoked)
+        let mode = if self.picker.is_complete() {
+            Mode::Seeding
+        } else {
+            Mode::Leeching
+        };
+        self.choker.has_free_slot(unchoked, mode)
     }
 
     fn rechoke(&mut self, now: Instant) {

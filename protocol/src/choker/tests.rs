@@ -66,13 +66,16 @@ fn seeding_ranks_by_upload_rate() {
     let peers: Vec<_> = (0..10u32)
         .map(|p| view(p, true, u64::from(p) * 1000, u64::from(10 - p) * 1000))
         .collect();
+    // A seed has more regular slots than a leecher.
+    let seed_slots = ChokerConfig::default().seed_slots;
+    assert!(seed_slots > ChokerConfig::default().regular_slots);
     choker.rechoke(t0, &peers, Mode::Seeding, &mut rng);
-    assert_eq!(regular(&choker), set([0, 1, 2, 3]));
+    assert_eq!(regular(&choker), set(0..seed_slots as u32));
 
-    // The same peers while leeching rank the other way.
+    // The same peers while leeching rank the other way, in four slots.
     let changes = choker.rechoke(t0 + secs(10), &peers, Mode::Leeching, &mut rng);
     assert_eq!(regular(&choker), set([6, 7, 8, 9]));
-    assert!(changes.choke.iter().all(|p| [0, 1, 2, 3].contains(p)));
+    assert!(changes.choke.iter().all(|&p| p < 6));
 }
 
 #[test]
@@ -259,8 +262,11 @@ fn remove_peer_frees_its_slot() {
 fn default_policy_is_tit_for_tat() {
     let choker = Choker::<u32>::new(ChokerConfig::default());
     assert_eq!(choker.config().policy, ChokePolicy::TitForTat);
-    assert!(choker.has_free_slot(4));
-    assert!(!choker.has_free_slot(5));
+    assert!(choker.has_free_slot(4, Mode::Leeching));
+    assert!(!choker.has_free_slot(5, Mode::Leeching));
+    let seed_slots = choker.config().seed_slots;
+    assert!(choker.has_free_slot(seed_slots, Mode::Seeding));
+    assert!(!choker.has_free_slot(seed_slots + 1, Mode::Seeding));
 }
 
 #[test]
@@ -272,7 +278,8 @@ fn unchoke_all_unchokes_every_interested_peer() {
         ..ChokerConfig::default()
     };
     let mut choker = Choker::new(config);
-    assert!(choker.has_free_slot(1_000));
+    assert!(choker.has_free_slot(1_000, Mode::Leeching));
+    assert!(choker.has_free_slot(1_000, Mode::Seeding));
     let mut peers: Vec<_> = (0..12u32).map(|p| leecher(p, u64::from(p))).collect();
     peers[3].interested = false;
     // Snubbing and free riding (rate 0) do not matter: everyone interested uploads.
@@ -330,6 +337,7 @@ fn huge_intervals_do_not_overflow() {
     let mut rng = ChaCha8Rng::seed_from_u64(10);
     let config = ChokerConfig {
         regular_slots: usize::MAX,
+        seed_slots: usize::MAX,
         rechoke_interval: Duration::MAX,
         optimistic_interval: Duration::MAX,
         snub_timeout: Duration::MAX,
@@ -367,6 +375,7 @@ fn degenerate_inputs() {
     // No regular slots: only the optimistic peer is unchoked.
     let config = ChokerConfig {
         regular_slots: 0,
+        seed_slots: 0,
         ..ChokerConfig::default()
     };
     let mut choker = Choker::new(config);
@@ -472,13 +481,18 @@ fn arb_peers() -> impl Strategy<Value = Vec<PeerView<u32>>> {
 proptest! {
     #[test]
     fn rechoke_invariants(
-        slots in 0usize..7,
+        leech_slots in 0usize..7,
+        seed_slots in 0usize..7,
         seed in any::<u64>(),
         steps in prop::collection::vec((0u64..40, any::<bool>(), arb_peers()), 1..25),
     ) {
         let t0 = Instant::now();
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let config = ChokerConfig { regular_slots: slots, ..ChokerConfig::default() };
+        let config = ChokerConfig {
+            regular_slots: leech_slots,
+            seed_slots,
+            ..ChokerConfig::default()
+        };
         let optimistic_interval = config.optimistic_interval;
         let mut choker = Choker::new(config);
         let mut mirror: BTreeSet<u32> = BTreeSet::new();
@@ -487,6 +501,7 @@ proptest! {
         for (dt, seeding, views) in steps {
             now += secs(dt);
             let mode = if seeding { Mode::Seeding } else { Mode::Leeching };
+            let slots = if seeding { seed_slots } else { leech_slots };
             // The model's view of the input: first entry per peer.
             let mut first: std::collections::BTreeMap<u32, &PeerView<u32>> = Default::default();
             for v in &views {

@@ -553,17 +553,20 @@ fn a_slot_freed_by_a_finished_peer_is_given_away_at_once() {
     let t0 = Instant::now();
     let mut seed = full_seed(20);
     let wants = wants_everything();
-    for peer in 1..=7u32 {
+    // A seed's regular slots and the optimistic one, and two peers left waiting.
+    let slots = ChokerConfig::default().seed_slots + 1;
+    let peers = slots as u32 + 2;
+    for peer in 1..=peers {
         seed.handle_peer_connected(t0, peer);
         seed.handle_have(t0, peer, &wants).unwrap();
     }
     let unchoked = |s: &Transfer<u32>| {
-        (1..=7u32)
+        (1..=peers)
             .filter(|p| !s.have_info(p).choking)
             .collect::<Vec<_>>()
     };
     let before = unchoked(&seed);
-    assert_eq!(before.len(), 5, "4 regular slots and 1 optimistic");
+    assert_eq!(before.len(), slots, "every regular slot and the optimistic one");
     // One of them finishes (from elsewhere) and says so, well before the 10 s round.
     let done = before[0];
     let finished = HaveInfo {
@@ -577,7 +580,7 @@ fn a_slot_freed_by_a_finished_peer_is_given_away_at_once() {
     let serving: Vec<u32> = after.iter().copied().filter(|&p| p != done).collect();
     assert_eq!(
         serving.len(),
-        5,
+        slots,
         "the freed slot went unused until the next round: {after:?}"
     );
 }
@@ -587,16 +590,19 @@ fn a_peer_that_stops_reading_loses_its_slot_until_its_penalty_ends() {
     let t0 = Instant::now();
     let mut seed = full_seed(20);
     let wants = wants_everything();
-    for peer in 1..=6u32 {
+    // Every slot taken and one peer waiting.
+    let slots = ChokerConfig::default().seed_slots + 1;
+    let peers = slots as u32 + 1;
+    for peer in 1..=peers {
         seed.handle_have(t0, peer, &wants).unwrap();
     }
     let unchoked = |s: &Transfer<u32>| {
-        (1..=6u32)
+        (1..=peers)
             .filter(|p| !s.have_info(p).choking)
             .collect::<Vec<_>>()
     };
     let before = unchoked(&seed);
-    assert_eq!(before.len(), 5);
+    assert_eq!(before.len(), slots);
     let staller = before[0];
     let t1 = t0 + Duration::from_secs(1);
     seed.handle_upload_stalled(t1, staller, t1 + Duration::from_secs(30));
@@ -604,7 +610,7 @@ fn a_peer_that_stops_reading_loses_its_slot_until_its_penalty_ends() {
     assert!(!after.contains(&staller), "the staller kept its slot");
     assert_eq!(
         after.len(),
-        5,
+        slots,
         "its slot went to the waiting peer: {after:?}"
     );
     assert!(matches!(
@@ -620,7 +626,7 @@ fn a_peer_that_stops_reading_loses_its_slot_until_its_penalty_ends() {
     }
     // Once it is over the staller competes again: others leave and it gets a slot.
     let t2 = t1 + Duration::from_secs(31);
-    for p in (1..=6u32).filter(|&p| p != staller) {
+    for p in (1..=peers).filter(|&p| p != staller) {
         seed.handle_peer_disconnected(t2, p);
     }
     seed.handle_timeout(t2 + Duration::from_secs(11));
