@@ -65,6 +65,9 @@ pub struct TransferConfig {
     pub redundant_penalty: Duration,
     /// A complete peer sends every chunk once before any twice (see `transfer::seeding`).
     pub first_copy_first: bool,
+    /// In the endgame a chunk is asked for a second time only once its first
+    /// ask is this old: a younger one is probably just queued behind others.
+    pub endgame_patience: Duration,
 }
 
 impl Default for TransferConfig {
@@ -86,6 +89,8 @@ impl Default for TransferConfig {
             upload_enabled: true,
             redundant_penalty: Duration::from_secs(30),
             first_copy_first: true,
+            // Twice `request_queue_time`: a peer's pipeline holds about that much of its rate.
+            endgame_patience: Duration::from_secs(1),
         }
     }
 }
@@ -208,6 +213,8 @@ pub struct Transfer<P> {
     announced: bool,
     completed: bool,
     first_copy: FirstCopy<P>,
+    /// When an endgame ask passed over as too young may be duplicated (a timer).
+    endgame_wake: Option<Instant>,
 }
 
 impl<P: Copy + Ord + std::hash::Hash + std::fmt::Debug> Transfer<P> {
@@ -248,6 +255,7 @@ impl<P: Copy + Ord + std::hash::Hash + std::fmt::Debug> Transfer<P> {
             announced,
             completed,
             first_copy: FirstCopy::new(count, completed),
+            endgame_wake: None,
         }
     }
 
@@ -653,6 +661,9 @@ impl<P: Copy + Ord + std::hash::Hash + std::fmt::Debug> Transfer<P> {
             self.rechoke(now);
         }
         self.queue_due_haves(now);
+        if self.endgame_wake.is_some_and(|t| t <= now) {
+            self.endgame_wake = None;
+        }
         self.fill_requests(now);
     }
 
@@ -679,6 +690,7 @@ impl<P: Copy + Ord + std::hash::Hash + std::fmt::Debug> Transfer<P> {
         haves
             .into_iter()
             .chain(oldest_request)
+            .chain(self.endgame_wake)
             .chain(self.choker.poll_timeout())
             .min()
     }
@@ -842,7 +854,7 @@ impl<P: Copy + Ord + std::hash::Hash + std::fmt::Debug> Transfer<P> {
         if p.in_flight.len() >= depth {
             return;
         }
-        while let Some(index) = self.pick_for(&peer) {
+        while let Some(index) = self.pick_for(now, &peer) {
             self.picker.mark_requested(index);
             let Some(p) = self.peers.get_mut(&peer) else {
                 break;
@@ -862,8 +874,9 @@ impl<P: Copy + Ord + std::hash::Hash + std::fmt::Debug> Transfer<P> {
     /// missing is requested somewhere) a peer with nothing in flight may take
     /// one chunk already requested from exactly one other peer, as libtorrent
     /// does: the tail is not held up by one slow peer, yet duplicates stay
-    /// bounded by the number of idle peers, not by pipeline depth.
-    fn pick_for(&mut self, peer: &P) -> Option<ChunkIndex> {
+    /// bounded by the number of idle peers, not by pipeline depth. Only an ask
+    /// older than `endgame_patience` is duplicated; a younger one sets a timer.
+    fn pick_for(&mut self, now: Instant, peer: &P) -> Option<ChunkIndex> {
         let p = self.peers.get(peer)?;
         if let Some(i) = self.picker.pick(&p.have, &mut self.rng) {
             return Some(i);
@@ -873,15 +886,37 @@ impl<P: Copy + Ord + std::hash::Hash + std::fmt::Debug> Transfer<P> {
         }
         let storing = &self.storing;
         let picker = &self.picker;
-        picker.pick_endgame(
+        let peers = &self.peers;
+        let patience = self.config.endgame_patience;
+        // The earliest moment a chunk passed over as too young becomes eligible.
+        let wake = std::cell::Cell::new(None::<Instant>);
+        let pick = picker.pick_endgame(
             &p.have,
             |i| {
-                p.in_flight.contains_key(&i)
+                if p.in_flight.contains_key(&i)
                     || storing.contains(&i)
                     || picker.requested_count(i) >= MAX_REQUESTS_PER_CHUNK
+                {
+                    return true;
+                }
+                let asked = peers.values().filter_map(|q| q.in_flight.get(&i)).min();
+                match asked {
+                    Some(&t) if now.saturating_duration_since(t) < patience => {
+                        let due = t + patience;
+                        wake.set(Some(wake.get().map_or(due, |w: Instant| w.min(due))));
+                        true
+                    }
+                    _ => false,
+                }
             },
             &mut self.rng,
-        )
+        );
+        if pick.is_none() {
+            if let Some(due) = wake.get() {
+                self.endgame_wake = Some(self.endgame_wake.map_or(due, |w| w.min(due)));
+            }
+        }
+        pick
     }
 
     fn release(&mut self, peer: &P, index: ChunkIndex) {

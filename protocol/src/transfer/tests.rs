@@ -493,6 +493,45 @@ fn endgame_rescues_the_tail_from_a_slow_peer_with_few_duplicates() {
     );
 }
 
+/// Chunks the leechers of `sim` (nodes after the `seeds`) asked for more than once.
+fn asked_twice(sim: &Sim, seeds: u32) -> usize {
+    let mut per_chunk = BTreeMap::new();
+    for r in sim.requests.iter().filter(|r| r.0 >= seeds) {
+        *per_chunk.entry((r.0, r.2)).or_insert(0u32) += 1;
+    }
+    per_chunk.values().filter(|&&n| n > 1).count()
+}
+
+#[test]
+fn endgame_asks_twice_only_for_overdue_chunks() {
+    // Three seeds at the same modest rate, one leecher: nothing is late, so
+    // the endgame has no reason to fetch anything twice.
+    let run = |config: TransferConfig| {
+        let mut sim = Sim::new(
+            120 * MIN_CHUNK_SIZE as usize,
+            &[Behaviour::Honest; 3],
+            1,
+            config,
+        );
+        for k in 0..3 {
+            sim.uplink[k].0 = Some(20 * u64::from(MIN_CHUNK_SIZE));
+        }
+        assert!(sim.run(Duration::from_secs(600)));
+        asked_twice(&sim, 3)
+    };
+    let patient = run(TransferConfig::default());
+    let eager = run(TransferConfig {
+        endgame_patience: Duration::ZERO,
+        ..TransferConfig::default()
+    });
+    eprintln!("asked twice: {patient} with patience, {eager} without");
+    assert_eq!(patient, 0, "chunks asked for twice though none was overdue");
+    assert!(
+        eager > 0,
+        "the scenario never reached a duplicating endgame"
+    );
+}
+
 #[test]
 fn a_stalled_disk_stops_new_requests_at_the_unwritten_limit() {
     let config = TransferConfig {
@@ -566,7 +605,11 @@ fn a_slot_freed_by_a_finished_peer_is_given_away_at_once() {
             .collect::<Vec<_>>()
     };
     let before = unchoked(&seed);
-    assert_eq!(before.len(), slots, "every regular slot and the optimistic one");
+    assert_eq!(
+        before.len(),
+        slots,
+        "every regular slot and the optimistic one"
+    );
     // One of them finishes (from elsewhere) and says so, well before the 10 s round.
     let done = before[0];
     let finished = HaveInfo {
