@@ -117,17 +117,7 @@ impl Bitfield {
 
     /// Iterates over the set indices in ascending order.
     pub fn iter_ones(&self) -> impl Iterator<Item = ChunkIndex> + '_ {
-        self.words.iter().enumerate().flat_map(|(wi, &word)| {
-            let mut w = word;
-            std::iter::from_fn(move || {
-                if w == 0 {
-                    return None;
-                }
-                let bit = w.trailing_zeros();
-                w &= w - 1;
-                Some(wi as u32 * 64 + bit)
-            })
-        })
+        ones_of(self.words.iter().copied())
     }
 
     /// The chunks `self` has and `other` lacks, ascending.
@@ -136,21 +126,7 @@ impl Bitfield {
         other: &'a Bitfield,
     ) -> impl Iterator<Item = ChunkIndex> + 'a {
         let others = other.words.iter().chain(std::iter::repeat(&0));
-        self.words
-            .iter()
-            .zip(others)
-            .enumerate()
-            .flat_map(|(wi, (&a, &b))| {
-                let mut w = a & !b;
-                std::iter::from_fn(move || {
-                    if w == 0 {
-                        return None;
-                    }
-                    let bit = w.trailing_zeros();
-                    w &= w - 1;
-                    Some(wi as u32 * 64 + bit)
-                })
-            })
+        ones_of(self.words.iter().zip(others).map(|(&a, &b)| a & !b))
     }
 
     /// True if `self` has some chunk that `other` lacks.
@@ -204,6 +180,21 @@ fn words_for(len: u32) -> usize {
 
 fn bytes_for(len: u32) -> usize {
     (len as usize).div_ceil(8)
+}
+
+/// The indices of the set bits of `words` (word k holds indices 64k..), ascending.
+fn ones_of(words: impl Iterator<Item = u64>) -> impl Iterator<Item = ChunkIndex> {
+    words.enumerate().flat_map(|(wi, word)| {
+        let mut w = word;
+        std::iter::from_fn(move || {
+            if w == 0 {
+                return None;
+            }
+            let bit = w.trailing_zeros();
+            w &= w - 1;
+            Some(wi as u32 * 64 + bit)
+        })
+    })
 }
 
 #[cfg(test)]

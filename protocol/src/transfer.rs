@@ -697,20 +697,20 @@ impl<P: Copy + Ord + std::hash::Hash + std::fmt::Debug> Transfer<P> {
 
     fn has_free_slot(&self) -> bool {
         let unchoked = self.peers.values().filter(|p| !p.we_choke).count();
-        let mode = if self.picker.is_complete() {
+        self.choker.has_free_slot(unchoked, self.choke_mode())
+    }
+
+    /// How the choker ranks: seeding once we hold everything.
+    fn choke_mode(&self) -> Mode {
+        if self.picker.is_complete() {
             Mode::Seeding
         } else {
             Mode::Leeching
-        };
-        self.choker.has_free_slot(unchoked, mode)
+        }
     }
 
     fn rechoke(&mut self, now: Instant) {
-        let mode = if self.picker.is_complete() {
-            Mode::Seeding
-        } else {
-            Mode::Leeching
-        };
+        let mode = self.choke_mode();
         let snub = self.config.choker.snub_timeout;
         let views: Vec<PeerView<P>> = self
             .peers
@@ -735,14 +735,14 @@ impl<P: Copy + Ord + std::hash::Hash + std::fmt::Debug> Transfer<P> {
             if let Some(p) = self.peers.get_mut(&peer) {
                 p.we_choke = false;
                 p.next_have = now;
-                self.have_due = Some(now.min(self.have_due.unwrap_or(now)));
+                self.have_due_by(now);
             }
         }
         for peer in changes.choke {
             if let Some(p) = self.peers.get_mut(&peer) {
                 p.we_choke = true;
                 p.next_have = now;
-                self.have_due = Some(now.min(self.have_due.unwrap_or(now)));
+                self.have_due_by(now);
             }
         }
         self.queue_due_haves(now);
@@ -771,7 +771,7 @@ impl<P: Copy + Ord + std::hash::Hash + std::fmt::Debug> Transfer<P> {
 
     /// Some peer's next have exchange is now due at `t` or earlier.
     pub(super) fn have_due_by(&mut self, t: Instant) {
-        self.have_due = Some(self.have_due.map_or(t, |d| d.min(t)));
+        lower_to(&mut self.have_due, t);
     }
 
     /// Requests more from `peer` after an event that changed only its state; in
@@ -902,8 +902,9 @@ impl<P: Copy + Ord + std::hash::Hash + std::fmt::Debug> Transfer<P> {
                 let asked = peers.values().filter_map(|q| q.in_flight.get(&i)).min();
                 match asked {
                     Some(&t) if now.saturating_duration_since(t) < patience => {
-                        let due = t + patience;
-                        wake.set(Some(wake.get().map_or(due, |w: Instant| w.min(due))));
+                        let mut w = wake.get();
+                        lower_to(&mut w, t + patience);
+                        wake.set(w);
                         true
                     }
                     _ => false,
@@ -911,10 +912,8 @@ impl<P: Copy + Ord + std::hash::Hash + std::fmt::Debug> Transfer<P> {
             },
             &mut self.rng,
         );
-        if pick.is_none() {
-            if let Some(due) = wake.get() {
-                self.endgame_wake = Some(self.endgame_wake.map_or(due, |w| w.min(due)));
-            }
+        if let (None, Some(due)) = (pick, wake.get()) {
+            lower_to(&mut self.endgame_wake, due);
         }
         pick
     }
@@ -955,6 +954,11 @@ impl<P: Copy + Ord + std::hash::Hash + std::fmt::Debug> Transfer<P> {
         }
         self.actions.push_back(Action::Ban { peer, reason });
     }
+}
+
+/// Lowers `slot` to `t` (sets it if empty): timers keep their earliest deadline.
+fn lower_to(slot: &mut Option<Instant>, t: Instant) {
+    *slot = Some(slot.map_or(t, |d| d.min(t)));
 }
 
 #[cfg(test)]

@@ -172,10 +172,15 @@ pub fn read_stats(path: &Path) -> Option<StatsFile> {
 }
 
 /// Number of chunks a download's `resume.cbor` records as verified.
+pub fn resume_have_count(resume: &Path) -> u32 {
+    resume_chunks(resume).len() as u32
+}
+
+/// The chunks a download's `resume.cbor` records as verified, ascending.
 ///
 /// Decoded independently of the node's own code: the file is a CBOR map
-/// whose `have` field is a bitfield.
-pub fn resume_have_count(resume: &Path) -> u32 {
+/// whose `have` field is a bitfield, chunk 0 the high bit of byte 0.
+pub fn resume_chunks(resume: &Path) -> Vec<u32> {
     #[derive(serde::Deserialize)]
     struct Resume {
         #[serde(with = "serde_bytes")]
@@ -183,7 +188,9 @@ pub fn resume_have_count(resume: &Path) -> u32 {
     }
     let bytes = std::fs::read(resume).expect("read resume file");
     let r: Resume = cbor4ii::serde::from_slice(&bytes).expect("decode resume file");
-    r.have.iter().map(|b| b.count_ones()).sum()
+    (0..r.have.len() as u32 * 8)
+        .filter(|&i| r.have[(i / 8) as usize] & (0x80 >> (i % 8)) != 0)
+        .collect()
 }
 
 /// Starts `node share PATH` on 127.0.0.1 joined through `boot`; returns it and the content ID it printed.

@@ -12,7 +12,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use kadswarm_tests::{
-    get_args, path_str, read_stats, start_bootstrap, start_seeder, write_random_file, NodeProc,
+    get_args, path_str, read_stats, resume_chunks, start_bootstrap, start_seeder,
+    write_random_file, NodeProc,
 };
 use testnet::sim::{run, PickPolicy, SimConfig};
 use testnet::units::Rate;
@@ -92,21 +93,6 @@ fn measured(dir: &Path, pick: &str) -> Vec<u32> {
         held.len()
     );
     held
-}
-
-/// The chunks a download's `resume.cbor` records (decoded independently of
-/// the node: a CBOR map whose `have` field is a bitfield, chunk 0 the high bit).
-fn resume_chunks(resume: &Path) -> Vec<u32> {
-    #[derive(serde::Deserialize)]
-    struct Resume {
-        #[serde(with = "serde_bytes")]
-        have: Vec<u8>,
-    }
-    let bytes = std::fs::read(resume).expect("read resume file");
-    let r: Resume = cbor4ii::serde::from_slice(&bytes).expect("decode resume file");
-    (0..r.have.len() as u32 * 8)
-        .filter(|&i| r.have[(i / 8) as usize] & (0x80 >> (i % 8)) != 0)
-        .collect()
 }
 
 #[test]
