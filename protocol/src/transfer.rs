@@ -884,9 +884,14 @@ impl<P: Copy + Ord + std::hash::Hash + std::fmt::Debug> Transfer<P> {
         if !self.picker.in_endgame() || !p.in_flight.is_empty() {
             return None;
         }
+        // Each chunk's first ask: `requests` runs oldest first, so the first
+        // entry per chunk is its earliest (cheaper than asking every peer per candidate).
+        let mut first_ask: BTreeMap<ChunkIndex, Instant> = BTreeMap::new();
+        for &(sent, _, i) in &self.requests {
+            first_ask.entry(i).or_insert(sent);
+        }
         let storing = &self.storing;
         let picker = &self.picker;
-        let peers = &self.peers;
         let patience = self.config.endgame_patience;
         // The earliest moment a chunk passed over as too young becomes eligible.
         let wake = std::cell::Cell::new(None::<Instant>);
@@ -899,8 +904,7 @@ impl<P: Copy + Ord + std::hash::Hash + std::fmt::Debug> Transfer<P> {
                 {
                     return true;
                 }
-                let asked = peers.values().filter_map(|q| q.in_flight.get(&i)).min();
-                match asked {
+                match first_ask.get(&i) {
                     Some(&t) if now.saturating_duration_since(t) < patience => {
                         let mut w = wake.get();
                         lower_to(&mut w, t + patience);
