@@ -1,14 +1,19 @@
 //! A fixed-length set of chunk indices, with the compact byte form used on the wire.
 
+use smallvec::SmallVec;
 use thiserror::Error;
 
 /// Index of a chunk within one piece of content.
 pub type ChunkIndex = u32;
 
+/// Words kept inline: up to 512 chunks need no heap block, so a transfer's
+/// walk over its peers' bitfields does not chase a pointer per peer.
+type Words = SmallVec<[u64; 8]>;
+
 /// Which chunks a peer holds: one bit per chunk, plus a cached count of set bits.
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct Bitfield {
-    words: Vec<u64>,
+    words: Words,
     len: u32,
     ones: u32,
 }
@@ -32,7 +37,7 @@ impl Bitfield {
     /// An empty bitfield for `len` chunks.
     pub fn new(len: u32) -> Self {
         Self {
-            words: vec![0; words_for(len)],
+            words: SmallVec::from_elem(0, words_for(len)),
             len,
             ones: 0,
         }
@@ -40,7 +45,7 @@ impl Bitfield {
 
     /// A bitfield with all `len` chunks set.
     pub fn full(len: u32) -> Self {
-        let mut words = vec![u64::MAX; words_for(len)];
+        let mut words: Words = SmallVec::from_elem(u64::MAX, words_for(len));
         if let Some(last) = words.last_mut() {
             let spare = (words_for(len) * 64) as u32 - len;
             *last >>= spare;
