@@ -221,6 +221,9 @@ pub fn run(args: &SimArgs) -> anyhow::Result<ExitCode> {
                 let csv_path = args.out.join(file_name(n, pick, choke));
                 write(&csv_path, &report::csv(&config, &outcome))?;
                 println!("{}", report::summary(&config, &outcome));
+                println!("  {}", report::uplink_summary(&outcome));
+                let uplinks_path = csv_path.with_extension("uplinks.csv");
+                write(&uplinks_path, &report::uplinks_csv(&outcome))?;
                 if config.classes.len() > 1 {
                     for (label, count, mean) in report::mean_by_class(&config, &outcome) {
                         let mean = mean.map_or("-".into(), |m| format!("{m:.3} s"));

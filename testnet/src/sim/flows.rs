@@ -70,6 +70,8 @@ pub struct Net {
     down_flows: Vec<Vec<FlowId>>,
     flows: Vec<Flow>,
     free: Vec<FlowId>,
+    /// Sum of the rates of uplinks with at least one connection sending.
+    busy_up: f64,
     /// Completion times to schedule: (time, flow, generation).
     pub scheduled: Vec<(Nanos, FlowId, u64)>,
 }
@@ -85,6 +87,7 @@ impl Net {
             down_flows: vec![Vec::new(); n],
             flows: Vec::new(),
             free: Vec::new(),
+            busy_up: 0.0,
             scheduled: Vec::new(),
         }
     }
@@ -121,6 +124,9 @@ impl Net {
                 (self.flows.len() - 1) as FlowId
             }
         };
+        if self.up_flows[up as usize].is_empty() {
+            self.busy_up += self.up_rate[up as usize];
+        }
         self.up_flows[up as usize].push(id);
         self.down_flows[down as usize].push(id);
         self.reshare(now, up, down);
@@ -169,6 +175,17 @@ impl Net {
         }
     }
 
+    /// Bytes per second of uplink capacity with something to send now (each
+    /// busy uplink counts in full: with uncapped downloads it is all in use).
+    pub fn busy_upload(&self) -> f64 {
+        self.busy_up.max(0.0)
+    }
+
+    /// Uplink rate of `peer` in bytes per second.
+    pub fn up_rate(&self, peer: u32) -> f64 {
+        self.up_rate[peer as usize]
+    }
+
     /// Connections from `up` with data to send.
     pub fn active_flows(&self, up: u32) -> usize {
         self.up_flows[up as usize].len()
@@ -181,6 +198,9 @@ impl Net {
         f.generation += 1;
         let (up, down) = (f.up, f.down);
         self.up_flows[up as usize].retain(|&x| x != id);
+        if self.up_flows[up as usize].is_empty() {
+            self.busy_up -= self.up_rate[up as usize];
+        }
         self.down_flows[down as usize].retain(|&x| x != id);
         self.free.push(id);
         self.reshare(now, up, down);

@@ -9,7 +9,7 @@ use crate::units::{ByteSize, Rate};
 
 use super::config::{Arrivals, SimConfig};
 use super::queue::{Nanos, SECOND};
-use super::world::Outcome;
+use super::world::{Outcome, UplinkBin, UPLINK_BIN};
 
 /// Seconds from virtual nanoseconds.
 pub fn secs(t: Nanos) -> f64 {
@@ -156,4 +156,64 @@ pub fn mean_by_class(config: &SimConfig, outcome: &Outcome) -> Vec<(String, usiz
             (c.label(), n, mean)
         })
         .collect()
+}
+
+/// The last finish (or the run's end if someone never finished).
+fn last_finish(outcome: &Outcome) -> Nanos {
+    outcome
+        .peers
+        .iter()
+        .map(|p| p.finish.unwrap_or(outcome.end))
+        .max()
+        .unwrap_or(outcome.end)
+}
+
+/// Busy share of the uplink capacity over `bins`.
+fn busy_share(bins: &[UplinkBin]) -> f64 {
+    let busy: f64 = bins.iter().map(|b| b.busy).sum();
+    let capacity: f64 = bins.iter().map(|b| b.capacity).sum();
+    if capacity > 0.0 {
+        busy / capacity
+    } else {
+        0.0
+    }
+}
+
+/// The uplink CSV: per bin until the last finish, the share of the present
+/// peers' uplink capacity that had something to send.
+pub fn uplinks_csv(outcome: &Outcome) -> String {
+    let mut out = String::from("t_s,busy_share\n");
+    let bins = bins_to_finish(outcome);
+    for (k, b) in bins.iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "{:.1},{:.4}",
+            secs(k as Nanos * UPLINK_BIN),
+            busy_share(std::slice::from_ref(b))
+        );
+    }
+    out
+}
+
+fn bins_to_finish(outcome: &Outcome) -> &[UplinkBin] {
+    let n = last_finish(outcome).div_ceil(UPLINK_BIN) as usize;
+    &outcome.uplinks[..n.min(outcome.uplinks.len())]
+}
+
+/// One line: how busy the uplinks were until the last finish, over the whole
+/// run and its first three seconds and last one.
+pub fn uplink_summary(outcome: &Outcome) -> String {
+    let bins = bins_to_finish(outcome);
+    let per_sec = (SECOND / UPLINK_BIN) as usize;
+    let pct = |b: &[UplinkBin]| format!("{:.1} %", 100.0 * busy_share(b));
+    let window = |from: usize| &bins[(from * per_sec).min(bins.len())..((from + 1) * per_sec).min(bins.len())];
+    let last = &bins[bins.len().saturating_sub(per_sec)..];
+    format!(
+        "uplinks busy {} of their capacity until the last finish (0-1 s {}, 1-2 s {}, 2-3 s {}, last second {})",
+        pct(bins),
+        pct(window(0)),
+        pct(window(1)),
+        pct(window(2)),
+        pct(last),
+    )
 }

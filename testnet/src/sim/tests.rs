@@ -167,3 +167,29 @@ fn poisson_arrivals_with_churn_all_finish() {
     }
     assert!(report::summary(&config, &outcome).contains("mean download time"));
 }
+
+#[test]
+fn uplink_use_counts_only_uplinks_with_something_to_send() {
+    // One leecher: only the seeder uploads (nobody asks the leecher for
+    // anything), so at most u_s / (u_s + u) = 10/11 of the capacity is busy;
+    // the seeder is busy but for the first round trips, so not much less either.
+    let config = SimConfig::flash_crowd(1);
+    let outcome = run(&config).unwrap();
+    assert!(outcome
+        .uplinks
+        .iter()
+        .all(|b| b.busy <= b.capacity * (1.0 + 1e-9)));
+    let busy: f64 = outcome.uplinks.iter().map(|b| b.busy).sum();
+    let capacity: f64 = outcome.uplinks.iter().map(|b| b.capacity).sum();
+    let share = busy / capacity;
+    assert!(
+        (0.8..=10.0 / 11.0 + 1e-9).contains(&share),
+        "busy share {share}"
+    );
+    // The CSV and the summary cover the run up to the last finish.
+    let csv = report::uplinks_csv(&outcome);
+    let d = report::distribution_time(&outcome).unwrap();
+    let rows = csv.lines().count() - 1;
+    assert_eq!(rows, (d * 10.0).ceil() as usize, "{csv}");
+    assert!(report::uplink_summary(&outcome).starts_with("uplinks busy"));
+}

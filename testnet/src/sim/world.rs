@@ -76,6 +76,18 @@ pub struct Counters {
     pub timers: u64,
 }
 
+/// Width of one bin of [`Outcome::uplinks`].
+pub const UPLINK_BIN: Nanos = SECOND / 10;
+
+/// Uplink use over one bin of virtual time.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct UplinkBin {
+    /// Byte-seconds of uplink capacity that had something to send.
+    pub busy: f64,
+    /// Byte-seconds of uplink capacity of the peers present.
+    pub capacity: f64,
+}
+
 /// The result of one run.
 #[derive(Clone, Debug)]
 pub struct Outcome {
@@ -93,6 +105,8 @@ pub struct Outcome {
     pub timed_out: bool,
     /// Counters.
     pub counters: Counters,
+    /// Uplink use per [`UPLINK_BIN`] from time zero: where capacity sat idle.
+    pub uplinks: Vec<UplinkBin>,
 }
 
 enum Event {
@@ -190,6 +204,9 @@ struct World<'a> {
     rng: ChaCha8Rng,
     unfinished: usize,
     counters: Counters,
+    /// Uplink capacity of the peers present, bytes per second.
+    capacity: f64,
+    uplinks: Vec<UplinkBin>,
 }
 
 impl<'a> World<'a> {
@@ -265,6 +282,8 @@ impl<'a> World<'a> {
             rng,
             unfinished: config.peers,
             counters: Counters::default(),
+            capacity: 0.0,
+            uplinks: Vec::new(),
         })
     }
 
@@ -278,9 +297,27 @@ impl<'a> World<'a> {
                 self.now = limit;
                 return;
             }
+            self.account(at);
             self.now = at;
             self.counters.events += 1;
             self.handle(event);
+        }
+    }
+
+    /// Adds the uplink use from `self.now` to `to` into its bins.
+    fn account(&mut self, to: Nanos) {
+        let (busy, capacity) = (self.net.busy_upload(), self.capacity);
+        let mut t = self.now;
+        while t < to {
+            let bin = (t / UPLINK_BIN) as usize;
+            let end = ((bin as Nanos + 1) * UPLINK_BIN).min(to);
+            if self.uplinks.len() <= bin {
+                self.uplinks.resize(bin + 1, UplinkBin::default());
+            }
+            let dt = (end - t) as f64 / SECOND as f64;
+            self.uplinks[bin].busy += busy * dt;
+            self.uplinks[bin].capacity += capacity * dt;
+            t = end;
         }
     }
 
@@ -309,6 +346,7 @@ impl<'a> World<'a> {
             end: self.now,
             timed_out: self.unfinished > 0,
             counters: self.counters.clone(),
+            uplinks: self.uplinks.clone(),
         }
     }
 
@@ -448,6 +486,7 @@ impl<'a> World<'a> {
             self.config.transfer_config(uploads),
             seed,
         );
+        self.capacity += self.net.up_rate(p);
         let peer = &mut self.peers[p as usize];
         peer.transfer = Some(transfer);
         peer.state = State::Active;
@@ -490,6 +529,7 @@ impl<'a> World<'a> {
             return;
         }
         let now = self.at(self.now);
+        self.capacity -= self.net.up_rate(p);
         let peer = &mut self.peers[p as usize];
         peer.state = State::Gone;
         peer.left = Some(self.now);
