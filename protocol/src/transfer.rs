@@ -573,28 +573,37 @@ impl<P: Copy + Ord + std::hash::Hash + std::fmt::Debug> Transfer<P> {
         }
         let batch = now + self.config.have_batch_delay;
         let mut lowered = false;
+        let mut urgent = false;
         // Disjoint fields: read our bitfield in place while updating every peer.
         let have = self.picker.have();
         for p in self.peers.values_mut() {
-            // News of a chunk is urgent for peers we unchoke (they can request it) and
-            // for peers not yet interested in us (it may make them so). A peer already
-            // interested but choked cannot act on it: it hears at the periodic exchange
-            // or when we unchoke it. Each exchange costs a stream, so in a large swarm
-            // this cuts have traffic several-fold.
-            // A change in our interest matters to every peer (it may free a slot for us).
+            // News that can change interest goes out at once, as BitTorrent's haves
+            // do: ours in the peer (it may free a slot for us), or the peer's in us
+            // (it lacks the chunk and wants nothing from us yet). In a young swarm a
+            // peer holds few chunks and its uplink idles while such news waits.
+            // Peers we unchoke (they can request the chunk) hear within the batch
+            // delay; a peer interested but choked cannot act on it and hears at the
+            // periodic exchange or when unchoked, which cuts have traffic several-fold.
             let was_interested = p.we_interested;
             // Gaining `index` ends our interest only in peers that hold it.
             if was_interested && p.have.get(index) {
                 p.we_interested = p.have.has_any_missing_from(have);
             }
             let can_act = !p.we_choke || !p.interested_in_us;
-            if (can_act && !p.have.is_full()) || was_interested != p.we_interested {
+            if was_interested != p.we_interested || (!p.interested_in_us && !p.have.get(index)) {
+                p.next_have = now;
+                urgent = true;
+            } else if can_act && !p.have.is_full() {
                 p.next_have = p.next_have.min(batch);
                 lowered = true;
             }
         }
         if lowered {
             self.have_due_by(batch);
+        }
+        if urgent {
+            self.have_due_by(now);
+            self.queue_due_haves(now);
         }
         if self.picker.is_complete() && !self.completed {
             self.completed = true;
