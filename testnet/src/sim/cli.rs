@@ -87,6 +87,12 @@ pub struct SimArgs {
     /// One-way latency of every message and chunk, in milliseconds.
     #[arg(long, default_value_t = 5, value_name = "MS")]
     pub latency_ms: u64,
+    /// Extra bytes each chunk costs its uploader's link, per payload byte:
+    /// TCP/IP/Ethernet headers and the receiver's ACKs. 0 is the textbook's
+    /// fluid model; 0.068 is TCP over a 1500-byte MTU as on the namespace
+    /// testbed (66 B per 1448 B segment, plus a 66 B ACK per two segments).
+    #[arg(long, default_value_t = 0.0, value_name = "FRACTION")]
+    pub wire_overhead: f64,
     /// Peers each leecher dials on arrival, besides the seeder (the node's wanted_peers).
     #[arg(long, default_value_t = node::engine::config::EngineConfig::default().wanted_peers)]
     pub neighbours: usize,
@@ -156,6 +162,11 @@ impl SimArgs {
             .unwrap_or(Rate((10.0 * config.mean_upload()).round() as u64));
         config.download = self.download;
         config.latency = Duration::from_millis(self.latency_ms);
+        anyhow::ensure!(
+            (0.0..1.0).contains(&self.wire_overhead),
+            "--wire-overhead must be a fraction in [0, 1)"
+        );
+        config.wire_overhead = self.wire_overhead;
         config.neighbours = self.neighbours;
         if let Some(per_sec) = self.arrival_rate {
             anyhow::ensure!(per_sec > 0.0, "--arrival-rate must be positive");

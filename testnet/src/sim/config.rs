@@ -71,6 +71,8 @@ pub struct SimConfig {
     pub download: Option<Rate>,
     /// One-way delay added to every message and chunk.
     pub latency: Duration,
+    /// Extra wire bytes per chunk payload byte (headers, ACKs), charged to the uploader's link.
+    pub wire_overhead: f64,
     /// Peers each arrival dials (besides the seeder), like the node's `wanted_peers`.
     pub neighbours: usize,
     /// Arrival process.
@@ -101,6 +103,7 @@ impl SimConfig {
             server_upload: Rate(80_000_000),
             download: None,
             latency: Duration::from_millis(5),
+            wire_overhead: 0.0,
             neighbours: node::engine::config::EngineConfig::default().wanted_peers,
             arrivals: Arrivals::FlashCrowd,
             departure: Departure::STAY,

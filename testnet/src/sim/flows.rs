@@ -29,6 +29,8 @@ pub struct Chunk {
     pub index: ChunkIndex,
     /// Its length in bytes.
     pub bytes: u32,
+    /// Bytes it takes on the wire (headers included): what flows.
+    pub wire: u32,
     /// Its Merkle proof, as the uploader's transfer produced it.
     pub proof: Vec<u8>,
 }
@@ -104,7 +106,7 @@ impl Net {
         let flow = Flow {
             up,
             down,
-            remaining: f64::from(chunk.bytes),
+            remaining: f64::from(chunk.wire),
             queue: VecDeque::from([chunk]),
             rate: 0.0,
             last: now,
@@ -141,10 +143,10 @@ impl Net {
         }
         let chunk = f.queue.pop_front()?;
         let (up, down) = (f.up, f.down);
-        let next_started = f.queue.front().map(|c| c.bytes);
+        let next_started = f.queue.front().map(|c| (c.bytes, c.wire));
         match next_started {
-            Some(bytes) => {
-                f.remaining = f64::from(bytes);
+            Some((_, wire)) => {
+                f.remaining = f64::from(wire);
                 f.last = now;
                 f.generation += 1;
                 let at = finish_at(now, f.remaining, f.rate);
@@ -158,7 +160,7 @@ impl Net {
             up,
             down,
             chunk,
-            next_started,
+            next_started: next_started.map(|(bytes, _)| bytes),
         })
     }
 
@@ -260,6 +262,7 @@ mod tests {
         Chunk {
             index,
             bytes,
+            wire: bytes,
             proof: Vec::new(),
         }
     }

@@ -86,13 +86,18 @@ pub fn summary(config: &SimConfig, outcome: &Outcome) -> String {
         })
         .collect();
     let mut line = format!(
-        "sim N={} F={} chunk={} u={} u_s={} latency={}ms {} pick={:?} choke={:?} seed={}: ",
+        "sim N={} F={} chunk={} u={} u_s={} latency={}ms {}{} pick={:?} choke={:?} seed={}: ",
         config.peers,
         ByteSize(config.size),
         ByteSize(u64::from(outcome.chunk_size)),
         classes.join("+"),
         config.server_upload.to_string().replace(' ', ""),
         config.latency.as_millis(),
+        if config.wire_overhead > 0.0 {
+            format!("wire+{:.1}% ", 100.0 * config.wire_overhead)
+        } else {
+            String::new()
+        },
         arrivals,
         config.pick,
         config.choke,

@@ -193,3 +193,23 @@ fn uplink_use_counts_only_uplinks_with_something_to_send() {
     assert_eq!(rows, (d * 10.0).ceil() as usize, "{csv}");
     assert!(report::uplink_summary(&outcome).starts_with("uplinks busy"));
 }
+
+#[test]
+fn wire_overhead_slows_the_links_by_its_share() {
+    // One leecher fed by the seeder alone: its time is the file over u_s, so
+    // 10 % more bytes per chunk on the wire take about 10 % longer.
+    let plain = run(&SimConfig::flash_crowd(1)).unwrap();
+    let config = SimConfig {
+        wire_overhead: 0.1,
+        ..SimConfig::flash_crowd(1)
+    };
+    let framed = run(&config).unwrap();
+    let (a, b) = (
+        report::distribution_time(&plain).unwrap(),
+        report::distribution_time(&framed).unwrap(),
+    );
+    assert!((1.07..1.11).contains(&(b / a)), "{a} s then {b} s");
+    // Payload counters do not include the overhead.
+    assert_eq!(plain.seeder_uploaded, framed.seeder_uploaded);
+    assert!(report::summary(&config, &framed).contains("wire+10.0%"));
+}

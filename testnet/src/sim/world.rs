@@ -568,9 +568,11 @@ impl<'a> World<'a> {
         match t.handle_chunk_request(now, to, index) {
             ChunkAnswer::Serve(proof) => {
                 let bytes = t.manifest().chunk_len(index);
+                let wire = (f64::from(bytes) * (1.0 + self.config.wire_overhead)).round() as u32;
                 let chunk = Chunk {
                     index,
                     bytes,
+                    wire,
                     proof: proof.to_bytes(),
                 };
                 if self.net.enqueue(self.now, up, to, chunk) {
