@@ -24,6 +24,11 @@ pub struct ChokerConfig {
     pub rechoke_interval: Duration,
     /// How long one peer keeps the optimistic slot.
     pub optimistic_interval: Duration,
+    /// After this long in the optimistic slot, a holder that already uploads to
+    /// us (a trading partner, not an exploration) gives the slot to an interested
+    /// peer that does not, if one waits. Without it a young swarm's first
+    /// traders can hold each other's every slot while the rest get nothing.
+    pub optimistic_trial: Duration,
     /// How long a peer we wait on may send nothing before it counts as snubbing us.
     pub snub_timeout: Duration,
     /// Tit-for-tat, or unchoke every interested peer.
@@ -50,6 +55,7 @@ impl Default for ChokerConfig {
             seed_slots: 9,
             rechoke_interval: Duration::from_secs(10),
             optimistic_interval: Duration::from_secs(30),
+            optimistic_trial: Duration::from_secs(2),
             snub_timeout: Duration::from_secs(60),
             policy: ChokePolicy::TitForTat,
         }
@@ -99,6 +105,8 @@ pub struct Choker<P> {
     optimistic: Option<P>,
     /// When `optimistic` got its slot; it rotates `optimistic_interval` later.
     optimistic_since: Option<Instant>,
+    /// When the holder's trial ends (see `ChokerConfig::optimistic_trial`).
+    trial_ends: Option<Instant>,
     last_rechoke: Option<Instant>,
 }
 
@@ -110,6 +118,7 @@ impl<P: Copy + Eq + Hash + Ord + Debug> Choker<P> {
             regular: BTreeSet::new(),
             optimistic: None,
             optimistic_since: None,
+            trial_ends: None,
             last_rechoke: None,
         }
     }
@@ -132,7 +141,23 @@ impl<P: Copy + Eq + Hash + Ord + Debug> Choker<P> {
     pub fn is_due(&self, now: Instant) -> bool {
         match self.last_rechoke {
             None => true,
-            Some(_) => self.poll_timeout().is_some_and(|due| now >= due),
+            Some(_) => self.rechoke_due().is_some_and(|due| now >= due),
+        }
+    }
+
+    /// True if the optimistic holder's trial has ended: call `review_optimistic`.
+    pub fn trial_is_due(&self, now: Instant) -> bool {
+        self.trial_ends.is_some_and(|t| now >= t)
+    }
+
+    /// The regular rechoke or the optimistic rotation, whichever is sooner.
+    fn rechoke_due(&self) -> Option<Instant> {
+        let rechoke = self
+            .last_rechoke
+            .and_then(|t| t.checked_add(self.config.rechoke_interval));
+        match (rechoke, self.rotation_due()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         }
     }
 
@@ -140,12 +165,64 @@ impl<P: Copy + Eq + Hash + Ord + Debug> Choker<P> {
     /// optimistic rotation, whichever is sooner. `None` before the first rechoke (due at
     /// once) or when the intervals reach past what `Instant` can hold.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let rechoke = self
-            .last_rechoke
-            .and_then(|t| t.checked_add(self.config.rechoke_interval));
-        match (rechoke, self.rotation_due()) {
+        match (self.rechoke_due(), self.trial_ends) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
+        }
+    }
+
+    /// Ends the optimistic holder's trial: if it uploads to us and an interested,
+    /// unsnubbed peer outside the regular set does not, one of those (at random)
+    /// takes the slot for a new period. Only the optimistic slot changes.
+    pub fn review_optimistic<R: Rng + ?Sized>(
+        &mut self,
+        now: Instant,
+        peers: &[PeerView<P>],
+        rng: &mut R,
+    ) -> ChokeChanges<P> {
+        self.trial_ends = None;
+        let Some(holder) = self.optimistic else {
+            return ChokeChanges {
+                unchoke: Vec::new(),
+                choke: Vec::new(),
+            };
+        };
+        let trades = peers
+            .iter()
+            .find(|v| v.peer == holder)
+            .is_some_and(|v| v.download_rate > 0);
+        if !trades {
+            return ChokeChanges {
+                unchoke: Vec::new(),
+                choke: Vec::new(),
+            };
+        }
+        let mut idle: Vec<P> = peers
+            .iter()
+            .filter(|v| {
+                v.interested
+                    && !v.snubbed
+                    && v.download_rate == 0
+                    && v.peer != holder
+                    && !self.regular.contains(&v.peer)
+            })
+            .map(|v| v.peer)
+            .collect();
+        // Independent of the caller's slice order, as in `rechoke`.
+        idle.sort_unstable();
+        idle.dedup();
+        let Some(&pick) = idle.choose(rng) else {
+            return ChokeChanges {
+                unchoke: Vec::new(),
+                choke: Vec::new(),
+            };
+        };
+        self.optimistic = Some(pick);
+        self.optimistic_since = Some(now);
+        self.trial_ends = now.checked_add(self.config.optimistic_trial);
+        ChokeChanges {
+            unchoke: vec![pick],
+            choke: vec![holder],
         }
     }
 
@@ -176,6 +253,7 @@ impl<P: Copy + Eq + Hash + Ord + Debug> Choker<P> {
                 .collect();
             self.optimistic = None;
             self.optimistic_since = None;
+            self.trial_ends = None;
             self.last_rechoke = Some(now);
             let after: BTreeSet<P> = self.unchoked().collect();
             return ChokeChanges {
@@ -238,6 +316,7 @@ impl<P: Copy + Eq + Hash + Ord + Debug> Choker<P> {
         if self.optimistic.as_ref() == Some(peer) {
             self.optimistic = None;
             self.optimistic_since = None;
+            self.trial_ends = None;
         }
     }
 
@@ -268,12 +347,14 @@ impl<P: Copy + Eq + Hash + Ord + Debug> Choker<P> {
             (Some(&pick), _) => {
                 self.optimistic = Some(pick);
                 self.optimistic_since = Some(now);
+                self.trial_ends = now.checked_add(self.config.optimistic_trial);
             }
             // Nobody else to try: the holder keeps the slot for another period.
             (None, Some(_)) => self.optimistic_since = Some(now),
             (None, None) => {
                 self.optimistic = None;
                 self.optimistic_since = None;
+                self.trial_ends = None;
             }
         }
     }

@@ -13,7 +13,7 @@ use rand::{Rng, SeedableRng};
 use thiserror::Error;
 
 use crate::bitfield::{Bitfield, ChunkIndex};
-use crate::choker::{is_snubbed, Choker, ChokerConfig, Mode, PeerView};
+use crate::choker::{is_snubbed, ChokeChanges, Choker, ChokerConfig, Mode, PeerView};
 use crate::manifest::Manifest;
 use crate::merkle::{hash_leaf, Hash, MerkleTree, Proof, ProofError};
 use crate::picker::{PickerConfig, PiecePicker};
@@ -668,6 +668,10 @@ impl<P: Copy + Ord + std::hash::Hash + std::fmt::Debug> Transfer<P> {
         }
         if self.choker.is_due(now) {
             self.rechoke(now);
+        } else if self.choker.trial_is_due(now) {
+            let views = self.choker_views(now);
+            let changes = self.choker.review_optimistic(now, &views, &mut self.rng);
+            self.apply_choke_changes(now, changes);
         }
         self.queue_due_haves(now);
         if self.endgame_wake.is_some_and(|t| t <= now) {
@@ -720,9 +724,15 @@ impl<P: Copy + Ord + std::hash::Hash + std::fmt::Debug> Transfer<P> {
 
     fn rechoke(&mut self, now: Instant) {
         let mode = self.choke_mode();
+        let views = self.choker_views(now);
+        let changes = self.choker.rechoke(now, &views, mode, &mut self.rng);
+        self.apply_choke_changes(now, changes);
+    }
+
+    /// What the choker needs to know about every peer now.
+    fn choker_views(&self, now: Instant) -> Vec<PeerView<P>> {
         let snub = self.config.choker.snub_timeout;
-        let views: Vec<PeerView<P>> = self
-            .peers
+        self.peers
             .iter()
             .map(|(&peer, p)| PeerView {
                 peer,
@@ -738,8 +748,11 @@ impl<P: Copy + Ord + std::hash::Hash + std::fmt::Debug> Transfer<P> {
                     snub,
                 ),
             })
-            .collect();
-        let changes = self.choker.rechoke(now, &views, mode, &mut self.rng);
+            .collect()
+    }
+
+    /// Mirrors the choker's decisions and tells the peers concerned at once.
+    fn apply_choke_changes(&mut self, now: Instant, changes: ChokeChanges<P>) {
         for peer in changes.unchoke {
             if let Some(p) = self.peers.get_mut(&peer) {
                 p.we_choke = false;

@@ -318,6 +318,7 @@ fn rechoke_schedule() {
     let config = ChokerConfig {
         regular_slots: 1,
         optimistic_interval: secs(15),
+        optimistic_trial: Duration::MAX,
         ..ChokerConfig::default()
     };
     let mut choker = Choker::new(config);
@@ -332,6 +333,56 @@ fn rechoke_schedule() {
 }
 
 #[test]
+fn an_optimistic_holder_that_trades_gives_the_slot_to_an_idle_peer_after_its_trial() {
+    let t0 = Instant::now();
+    let mut rng = ChaCha8Rng::seed_from_u64(11);
+    let config = ChokerConfig {
+        regular_slots: 1,
+        ..ChokerConfig::default()
+    };
+    let trial = config.optimistic_trial;
+    let mut choker = Choker::new(config);
+    // Peer 0 earns the regular slot; 1, 2 and 3 give us nothing yet.
+    let start = [leecher(0, 9000), leecher(1, 0), leecher(2, 0), leecher(3, 0)];
+    choker.rechoke(t0, &start, Mode::Leeching, &mut rng);
+    let holder = choker.optimistic().expect("three candidates");
+    assert_eq!(choker.poll_timeout(), Some(t0 + trial));
+    assert!(!choker.is_due(t0 + trial) && choker.trial_is_due(t0 + trial));
+
+    // The holder started trading with us: a peer that gives us nothing gets the slot.
+    let views: Vec<_> = start
+        .iter()
+        .map(|v| leecher(v.peer, if v.peer == holder { 500 } else { v.download_rate }))
+        .collect();
+    let t1 = t0 + trial;
+    let changes = choker.review_optimistic(t1, &views, &mut rng);
+    let next = choker.optimistic().expect("slot refilled");
+    assert!(next != holder && next != 0, "slot went to {next}");
+    assert_eq!(changes.unchoke, vec![next]);
+    assert_eq!(changes.choke, vec![holder]);
+    assert_eq!(regular(&choker), set([0]));
+    assert_eq!(choker.poll_timeout(), Some(t1 + trial));
+
+    // A holder that gives us nothing keeps its slot for the whole period.
+    let changes = choker.review_optimistic(t1 + trial, &start, &mut rng);
+    assert!(changes.unchoke.is_empty() && changes.choke.is_empty());
+    assert_eq!(choker.optimistic(), Some(next));
+    assert_eq!(choker.poll_timeout(), Some(t0 + secs(10)));
+
+    // Nobody idle waiting: a trading holder keeps the slot too.
+    let mut choker = Choker::new(ChokerConfig {
+        regular_slots: 1,
+        ..ChokerConfig::default()
+    });
+    let all_trade = [leecher(0, 9000), leecher(1, 10), leecher(2, 10)];
+    choker.rechoke(t0, &all_trade, Mode::Leeching, &mut rng);
+    let holder = choker.optimistic();
+    let changes = choker.review_optimistic(t0 + trial, &all_trade, &mut rng);
+    assert!(changes.unchoke.is_empty() && changes.choke.is_empty());
+    assert_eq!(choker.optimistic(), holder);
+}
+
+#[test]
 fn huge_intervals_do_not_overflow() {
     let t0 = Instant::now();
     let mut rng = ChaCha8Rng::seed_from_u64(10);
@@ -340,6 +391,7 @@ fn huge_intervals_do_not_overflow() {
         seed_slots: usize::MAX,
         rechoke_interval: Duration::MAX,
         optimistic_interval: Duration::MAX,
+        optimistic_trial: Duration::MAX,
         snub_timeout: Duration::MAX,
         policy: ChokePolicy::TitForTat,
     };
