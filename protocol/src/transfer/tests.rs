@@ -739,54 +739,82 @@ fn after_a_session_reset_asking_again_is_no_offence() {
 }
 
 #[test]
+/// A seed (our peer 0) and a newcomer `me` (the seed's peer 100) that knows
+/// the seed's holdings, over 20 chunks; `store_chunk_0` has `me` fetch and store chunk 0.
+struct SeedAndMe {
+    data: Vec<u8>,
+    manifest: Manifest,
+    count: u32,
+    config: TransferConfig,
+    seed: Transfer<u32>,
+    me: Transfer<u32>,
+}
+
+impl SeedAndMe {
+    fn new(t0: Instant) -> Self {
+        let data = content(20 * MIN_CHUNK_SIZE as usize);
+        let (manifest, tree) = build(&data);
+        let count = manifest.chunk_count();
+        let config = TransferConfig::default();
+        let mut seed = Transfer::new(
+            manifest.clone(),
+            tree,
+            &Bitfield::full(count),
+            config.clone(),
+            1,
+        );
+        let mut me = Transfer::new(
+            manifest.clone(),
+            MerkleTree::with_root(manifest.root, count),
+            &Bitfield::new(count),
+            config.clone(),
+            2,
+        );
+        seed.handle_peer_connected(t0, 100);
+        seed.handle_have(t0, 100, &wants_everything()).unwrap();
+        me.handle_peer_connected(t0, 0);
+        me.handle_have(t0, 0, &seed.have_info(&100)).unwrap();
+        Self {
+            data,
+            manifest,
+            count,
+            config,
+            seed,
+            me,
+        }
+    }
+
+    fn store_chunk_0(&mut self, t: Instant) {
+        let ChunkAnswer::Serve(proof) = self.seed.handle_chunk_request(t, 100, 0) else {
+            panic!("seed should serve");
+        };
+        let chunk0 = chunk(&self.manifest, &self.data, 0);
+        assert_eq!(
+            self.me.handle_chunk(t, 0, 0, &chunk0, &proof.to_bytes()),
+            Ok(ChunkVerdict::Store)
+        );
+        self.me.handle_chunk_stored(t, 0);
+    }
+}
+
+#[test]
 fn news_of_a_chunk_skips_peers_that_want_it_but_are_choked() {
-    let data = content(20 * MIN_CHUNK_SIZE as usize);
-    let (manifest, tree) = build(&data);
-    let count = manifest.chunk_count();
     let t0 = Instant::now();
-    let config = TransferConfig::default();
-    let mut seed = Transfer::new(
-        manifest.clone(),
-        tree.clone(),
-        &Bitfield::full(count),
-        config.clone(),
-        1,
-    );
-    let mut me = Transfer::new(
-        manifest.clone(),
-        MerkleTree::with_root(manifest.root, count),
-        &Bitfield::new(count),
-        config.clone(),
-        2,
-    );
+    let mut fx = SeedAndMe::new(t0);
+    let config = fx.config.clone();
     // Peer 0 is the seed; peers 1..=7 have nothing and want what we get.
-    let wants = HaveInfo {
-        have: HaveSet::Nothing,
-        interested: true,
-        choking: true,
-    };
-    seed.handle_peer_connected(t0, 100);
-    seed.handle_have(t0, 100, &wants).unwrap();
-    me.handle_peer_connected(t0, 0);
-    me.handle_have(t0, 0, &seed.have_info(&100)).unwrap();
+    let me = &mut fx.me;
     for p in 1..=7u32 {
         me.handle_peer_connected(t0, p);
-        me.handle_have(t0, p, &wants).unwrap();
+        me.handle_have(t0, p, &wants_everything()).unwrap();
     }
     while me.poll_action().is_some() {}
     let choked: Vec<u32> = (1..=7u32).filter(|p| me.have_info(p).choking).collect();
     assert_eq!(choked.len(), 2, "5 of 7 interested peers get a slot");
 
-    let ChunkAnswer::Serve(proof) = seed.handle_chunk_request(t0, 100, 0) else {
-        panic!("seed should serve");
-    };
     let t1 = t0 + Duration::from_millis(10);
-    let chunk0 = chunk(&manifest, &data, 0);
-    assert_eq!(
-        me.handle_chunk(t1, 0, 0, &chunk0, &proof.to_bytes()),
-        Ok(ChunkVerdict::Store)
-    );
-    me.handle_chunk_stored(t1, 0);
+    fx.store_chunk_0(t1);
+    let me = &mut fx.me;
     me.handle_timeout(t1 + config.have_batch_delay);
     let mut told = BTreeSet::new();
     while let Some(a) = me.poll_action() {
@@ -806,29 +834,10 @@ fn news_of_a_chunk_skips_peers_that_want_it_but_are_choked() {
 
 #[test]
 fn news_that_changes_interest_goes_out_at_once_the_rest_waits_for_the_batch() {
-    let data = content(20 * MIN_CHUNK_SIZE as usize);
-    let (manifest, tree) = build(&data);
-    let count = manifest.chunk_count();
     let t0 = Instant::now();
-    let config = TransferConfig::default();
-    let mut seed = Transfer::new(
-        manifest.clone(),
-        tree.clone(),
-        &Bitfield::full(count),
-        config.clone(),
-        1,
-    );
-    let mut me = Transfer::new(
-        manifest.clone(),
-        MerkleTree::with_root(manifest.root, count),
-        &Bitfield::new(count),
-        config.clone(),
-        2,
-    );
-    seed.handle_peer_connected(t0, 100);
-    seed.handle_have(t0, 100, &wants_everything()).unwrap();
-    me.handle_peer_connected(t0, 0);
-    me.handle_have(t0, 0, &seed.have_info(&100)).unwrap();
+    let mut fx = SeedAndMe::new(t0);
+    let (count, config) = (fx.count, fx.config.clone());
+    let me = &mut fx.me;
     // Peer 1 wants what we get (and may get a slot); peer 2 has nothing and is
     // not interested in us yet; peer 3 holds only chunk 0, so we are interested
     // in it until we hold chunk 0 ourselves.
@@ -860,16 +869,9 @@ fn news_that_changes_interest_goes_out_at_once_the_rest_waits_for_the_batch() {
     while me.poll_action().is_some() {}
     assert!(me.have_info(&3).interested && !me.have_info(&1).choking);
 
-    let ChunkAnswer::Serve(proof) = seed.handle_chunk_request(t0, 100, 0) else {
-        panic!("seed should serve");
-    };
     let t1 = t0 + Duration::from_millis(10);
-    let chunk0 = chunk(&manifest, &data, 0);
-    assert_eq!(
-        me.handle_chunk(t1, 0, 0, &chunk0, &proof.to_bytes()),
-        Ok(ChunkVerdict::Store)
-    );
-    me.handle_chunk_stored(t1, 0);
+    fx.store_chunk_0(t1);
+    let me = &mut fx.me;
     let mut told_now = BTreeMap::new();
     while let Some(a) = me.poll_action() {
         if let Action::SendHave { peer, info } = a {
