@@ -738,7 +738,6 @@ fn after_a_session_reset_asking_again_is_no_offence() {
     ));
 }
 
-#[test]
 /// A seed (our peer 0) and a newcomer `me` (the seed's peer 100) that knows
 /// the seed's holdings, over 20 chunks; `store_chunk_0` has `me` fetch and store chunk 0.
 struct SeedAndMe {
