@@ -343,7 +343,12 @@ fn an_optimistic_holder_that_trades_gives_the_slot_to_an_idle_peer_after_its_tri
     let trial = config.optimistic_trial;
     let mut choker = Choker::new(config);
     // Peer 0 earns the regular slot; 1, 2 and 3 give us nothing yet.
-    let start = [leecher(0, 9000), leecher(1, 0), leecher(2, 0), leecher(3, 0)];
+    let start = [
+        leecher(0, 9000),
+        leecher(1, 0),
+        leecher(2, 0),
+        leecher(3, 0),
+    ];
     choker.rechoke(t0, &start, Mode::Leeching, &mut rng);
     let holder = choker.optimistic().expect("three candidates");
     assert_eq!(choker.poll_timeout(), Some(t0 + trial));
@@ -352,7 +357,16 @@ fn an_optimistic_holder_that_trades_gives_the_slot_to_an_idle_peer_after_its_tri
     // The holder started trading with us: a peer that gives us nothing gets the slot.
     let views: Vec<_> = start
         .iter()
-        .map(|v| leecher(v.peer, if v.peer == holder { 500 } else { v.download_rate }))
+        .map(|v| {
+            leecher(
+                v.peer,
+                if v.peer == holder {
+                    500
+                } else {
+                    v.download_rate
+                },
+            )
+        })
         .collect();
     let t1 = t0 + trial;
     let changes = choker.review_optimistic(t1, &views, &mut rng);

@@ -881,7 +881,12 @@ fn news_that_changes_interest_goes_out_at_once_the_rest_waits_for_the_batch() {
     let to_2 = told_now.get(&2).expect("peer 2 not told at once");
     assert!(to_2.have.to_bitfield(count).unwrap().get(0));
     // Our interest in peer 3 ended: told at once, so its slot can go elsewhere.
-    assert!(!told_now.get(&3).expect("peer 3 not told at once").interested);
+    assert!(
+        !told_now
+            .get(&3)
+            .expect("peer 3 not told at once")
+            .interested
+    );
     // Peer 1 was already interested: its news waits for the batch.
     assert!(!told_now.contains_key(&1), "told {told_now:?}");
     me.handle_timeout(t1 + config.have_batch_delay);

@@ -211,7 +211,9 @@ pub fn uplink_summary(outcome: &Outcome) -> String {
     let bins = bins_to_finish(outcome);
     let per_sec = (SECOND / UPLINK_BIN) as usize;
     let pct = |b: &[UplinkBin]| format!("{:.1} %", 100.0 * busy_share(b));
-    let window = |from: usize| &bins[(from * per_sec).min(bins.len())..((from + 1) * per_sec).min(bins.len())];
+    let window = |from: usize| {
+        &bins[(from * per_sec).min(bins.len())..((from + 1) * per_sec).min(bins.len())]
+    };
     let last = &bins[bins.len().saturating_sub(per_sec)..];
     format!(
         "uplinks busy {} of their capacity until the last finish (0-1 s {}, 1-2 s {}, 2-3 s {}, last second {})",
