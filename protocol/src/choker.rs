@@ -88,12 +88,22 @@ pub struct PeerView<P> {
 }
 
 /// The changes one rechoke made.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ChokeChanges<P> {
     /// Peers to unchoke now, in ascending order.
     pub unchoke: Vec<P>,
     /// Peers to choke now, in ascending order.
     pub choke: Vec<P>,
+}
+
+/// No changes (without the `P: Default` a derive would ask for).
+impl<P> Default for ChokeChanges<P> {
+    fn default() -> Self {
+        Self {
+            unchoke: Vec::new(),
+            choke: Vec::new(),
+        }
+    }
 }
 
 /// Decides who we upload to: the top peers by rate plus one rotating optimistic unchoke.
@@ -155,20 +165,15 @@ impl<P: Copy + Eq + Hash + Ord + Debug> Choker<P> {
         let rechoke = self
             .last_rechoke
             .and_then(|t| t.checked_add(self.config.rechoke_interval));
-        match (rechoke, self.rotation_due()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        rechoke.into_iter().chain(self.rotation_due()).min()
     }
 
-    /// Next time a rechoke is due, for the caller's timer: the regular rechoke or the
-    /// optimistic rotation, whichever is sooner. `None` before the first rechoke (due at
-    /// once) or when the intervals reach past what `Instant` can hold.
+    /// Next time the caller's timer should fire: the regular rechoke, the
+    /// optimistic rotation or the end of the optimistic holder's trial, whichever
+    /// is sooner. `None` before the first rechoke (due at once) or when the
+    /// intervals reach past what `Instant` can hold.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        match (self.rechoke_due(), self.trial_ends) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        self.rechoke_due().into_iter().chain(self.trial_ends).min()
     }
 
     /// Ends the optimistic holder's trial: if it uploads to us and an interested,
@@ -182,20 +187,14 @@ impl<P: Copy + Eq + Hash + Ord + Debug> Choker<P> {
     ) -> ChokeChanges<P> {
         self.trial_ends = None;
         let Some(holder) = self.optimistic else {
-            return ChokeChanges {
-                unchoke: Vec::new(),
-                choke: Vec::new(),
-            };
+            return ChokeChanges::default();
         };
         let trades = peers
             .iter()
             .find(|v| v.peer == holder)
             .is_some_and(|v| v.download_rate > 0);
         if !trades {
-            return ChokeChanges {
-                unchoke: Vec::new(),
-                choke: Vec::new(),
-            };
+            return ChokeChanges::default();
         }
         let mut idle: Vec<P> = peers
             .iter()
@@ -212,10 +211,7 @@ impl<P: Copy + Eq + Hash + Ord + Debug> Choker<P> {
         idle.sort_unstable();
         idle.dedup();
         let Some(&pick) = idle.choose(rng) else {
-            return ChokeChanges {
-                unchoke: Vec::new(),
-                choke: Vec::new(),
-            };
+            return ChokeChanges::default();
         };
         self.optimistic = Some(pick);
         self.optimistic_since = Some(now);

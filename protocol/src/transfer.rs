@@ -585,12 +585,13 @@ impl<P: Copy + Ord + std::hash::Hash + std::fmt::Debug> Transfer<P> {
             // delay; a peer interested but choked cannot act on it and hears at the
             // periodic exchange or when unchoked, which cuts have traffic several-fold.
             let was_interested = p.we_interested;
+            let peer_has = p.have.get(index);
             // Gaining `index` ends our interest only in peers that hold it.
-            if was_interested && p.have.get(index) {
+            if was_interested && peer_has {
                 p.we_interested = p.have.has_any_missing_from(have);
             }
             let can_act = !p.we_choke || !p.interested_in_us;
-            if was_interested != p.we_interested || (!p.interested_in_us && !p.have.get(index)) {
+            if was_interested != p.we_interested || (!p.interested_in_us && !peer_has) {
                 p.next_have = now;
                 urgent = true;
             } else if can_act && !p.have.is_full() {

@@ -361,3 +361,32 @@ fn file_name(n: usize, pick: Pick, choke: Choke) -> String {
 fn write(path: &Path, text: &str) -> anyhow::Result<()> {
     std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        sim: SimArgs,
+    }
+
+    fn config_of(args: &[&str]) -> anyhow::Result<SimConfig> {
+        let cli = Cli::try_parse_from(std::iter::once("sim").chain(args.iter().copied()))?;
+        cli.sim.config(10, Pick::RarestFirst, Choke::TitForTat)
+    }
+
+    #[test]
+    fn wire_overhead_outside_zero_to_one_is_refused() {
+        for bad in ["1", "1.5", "-0.1", "NaN", "inf"] {
+            let flag = format!("--wire-overhead={bad}");
+            let err = config_of(&[&flag]).expect_err(bad);
+            assert!(err.to_string().contains("--wire-overhead"), "{bad}: {err}");
+        }
+        assert_eq!(config_of(&[]).unwrap().wire_overhead, 0.0);
+        let c = config_of(&["--wire-overhead", "0.068"]).unwrap();
+        assert!((c.wire_overhead - 0.068).abs() < 1e-12);
+    }
+}
