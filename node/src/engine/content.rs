@@ -197,7 +197,8 @@ impl Schedule {
             return false;
         }
         self.query_running = true;
-        self.next_search = now + SEARCH_SPACING;
+        // Only ever later: an active swarm's doubling interval must survive the lookup it asks for.
+        self.next_search = self.next_search.max(now + SEARCH_SPACING);
         true
     }
 
@@ -279,7 +280,9 @@ impl Schedule {
         } else {
             MAX_SEARCH_INTERVAL
         };
-        if (f.peers < t.wanted_peers || starved) && self.next_search <= now {
+        // A seed needs no more peers: leechers find it through its provider record.
+        let wants_peers = f.peers < t.wanted_peers && !f.finished;
+        if (wants_peers || starved) && self.next_search <= now {
             self.next_search = now + self.search_interval.min(cap);
             self.search_interval = (self.search_interval * 2).min(cap);
             if f.peers > 0 {
@@ -404,6 +407,9 @@ mod tests {
             let due = s.active_due(at, &t, facts(2));
             if !due.is_empty() {
                 assert_eq!(due, vec![Due::PeerExchange, Due::Search]);
+                // As the loop does: the lookup starts, and ends before the next tick.
+                assert!(s.on_search(at));
+                s.on_search_done();
                 if let Some(l) = last {
                     gaps.push((at - l).as_secs());
                 }
@@ -411,7 +417,7 @@ mod tests {
             }
             at += SEC;
         }
-        assert_eq!(&gaps[..6], &[1, 2, 4, 8, 16, 30]);
+        assert_eq!(&gaps[..6], &[2, 2, 4, 8, 16, 30]);
         assert!(gaps[6..].iter().all(|&g| g == 30), "{gaps:?}");
         let mut full = Schedule::active(t0);
         assert_eq!(
@@ -419,6 +425,15 @@ mod tests {
             vec![],
             "enough peers"
         );
+        let mut seed = Schedule::active(t0);
+        let seeding = ActiveFacts {
+            finished: true,
+            ..facts(2)
+        };
+        let asks: Vec<_> = (1..100)
+            .filter(|&k| !seed.active_due(t0 + k * SEC, &t, seeding).is_empty())
+            .collect();
+        assert!(asks.is_empty(), "a seed looked for peers at {asks:?} s");
     }
 
     #[test]

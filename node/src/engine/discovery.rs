@@ -145,6 +145,17 @@ impl Engine {
         else {
             return;
         };
+        if step.last {
+            let kind = match &result {
+                QueryResult::Bootstrap(_) => "bootstrap",
+                QueryResult::GetClosestPeers(_) => "closest-peers",
+                QueryResult::GetProviders(_) => "get-providers",
+                QueryResult::StartProviding(_) => "start-providing",
+                QueryResult::RepublishProvider(_) => "republish-provider",
+                _ => "other",
+            };
+            tracing::debug!(kind, requests = stats.num_requests(), "kad query done");
+        }
         if let QueryResult::GetProviders(r) = &result {
             if matches!(r, Ok(GetProvidersOk::FoundProviders { .. })) {
                 self.metrics.lookup_found(qid);
@@ -166,9 +177,19 @@ impl Engine {
                 if let Some(ev) = self.contents.get(&id).and_then(|c| c.events.as_ref()) {
                     let _ = ev.try_send(GetEvent::ProvidersFound(fresh.len()));
                 }
+                let found = !fresh.is_empty();
                 // Contact them now, while the query still holds their addresses.
                 for p in fresh {
                     self.add_swarm_peer(id, p);
+                }
+                // The first answer with providers comes from a node holding the key's
+                // records, so it lists them all (up to the store's cap); asking on
+                // costs every node that answers a walk of its routing table, ~25
+                // requests per lookup, and finds no one new. Stop here.
+                if found {
+                    if let Some(mut q) = self.swarm.behaviour_mut().kad.query_mut(&qid) {
+                        q.finish();
+                    }
                 }
             }
             QueryResult::GetProviders(_) => {
