@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use libp2p::kad::{self, GetProvidersOk, QueryResult};
 use libp2p::multiaddr::Protocol;
-use libp2p::swarm::dial_opts::DialOpts;
+use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::ConnectionId;
 use libp2p::{identify, Multiaddr, PeerId};
 use protocol::wire::{PeerRecord, MAX_ADDRS_PER_PEER, MAX_PEERS_PER_MESSAGE};
@@ -178,8 +178,17 @@ impl Engine {
                     let _ = ev.try_send(GetEvent::ProvidersFound(fresh.len()));
                 }
                 let found = !fresh.is_empty();
-                // Contact them now, while the query still holds their addresses.
                 for p in fresh {
+                    // Dial now: the query holds the addresses its answers gave for
+                    // `p`, and they go when it ends (sessions dial later).
+                    if !self.connected.contains(&p) {
+                        let opts = DialOpts::peer_id(p)
+                            .condition(PeerCondition::DisconnectedAndNotDialing)
+                            .build();
+                        if let Err(e) = self.swarm.dial(opts) {
+                            tracing::debug!(peer = %p, "cannot dial a provider: {e}");
+                        }
+                    }
                     self.add_swarm_peer(id, p);
                 }
                 // The first answer with providers comes from a node holding the key's
