@@ -21,6 +21,14 @@ use libp2p::{
     noise, relay, tcp, yamux, StreamProtocol, Swarm,
 };
 
+use crate::address_book::AddressBook;
+
+/// Most peers whose addresses the [`AddressBook`] keeps.
+const ADDRESS_BOOK_PEERS: NonZeroUsize = match NonZeroUsize::new(1024) {
+    Some(n) => n,
+    None => NonZeroUsize::MIN,
+};
+
 /// Our own Kademlia protocol name: never the public IPFS DHT.
 pub const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/kadswarm/kad/1");
 /// Identify's protocol version string.
@@ -39,6 +47,8 @@ pub struct Behaviour {
     pub kad: kad::Behaviour<kad::store::MemoryStore>,
     /// Learns peers' listen addresses (fed to Kademlia).
     pub identify: identify::Behaviour,
+    /// Addresses heard of outside the routing table (peer exchange), for dials by ID.
+    pub addresses: AddressBook,
     /// Session streams (`/kadswarm/session/2`, see `wire`).
     pub stream: libp2p_stream::Behaviour,
     /// Relay v2 client: reservations on relays, dials through them.
@@ -143,6 +153,12 @@ pub struct NetConfig {
     pub dht_bucket_size: usize,
     /// Run a relay v2 server with these limits (`--relay`); none by default.
     pub relay_server: Option<RelayLimits>,
+    /// Run Kademlia as a client: look up and announce, but answer nobody's
+    /// queries and store nobody's records (`get`). Answering is not free:
+    /// libp2p-kad 0.49 walks all 256 buckets for each FIND_NODE or
+    /// GET_PROVIDERS, ~0.5 ms in a small network, and in a flash crowd of 30
+    /// `get`s that was most of the CPU their start-up took.
+    pub dht_client: bool,
 }
 
 impl Default for NetConfig {
@@ -161,6 +177,7 @@ impl Default for NetConfig {
             dht_refresh_interval: Duration::from_secs(300),
             dht_bucket_size: 128,
             relay_server: None,
+            dht_client: false,
         }
     }
 }
@@ -202,7 +219,10 @@ pub fn build_swarm(
                     ..Default::default()
                 },
             );
-            let kad = kad::Behaviour::with_config(peer_id, store, kad_config);
+            let mut kad = kad::Behaviour::with_config(peer_id, store, kad_config);
+            if config.dht_client {
+                kad.set_mode(Some(kad::Mode::Client));
+            }
             let identify = identify::Behaviour::new(
                 identify::Config::new(IDENTIFY_VERSION.into(), key.public())
                     .with_agent_version(format!("kadswarm/{}", env!("CARGO_PKG_VERSION")))
@@ -224,6 +244,7 @@ pub fn build_swarm(
                 ),
                 kad,
                 identify,
+                addresses: AddressBook::new(ADDRESS_BOOK_PEERS),
                 stream: libp2p_stream::Behaviour::new(),
                 relay_client,
                 relay: config

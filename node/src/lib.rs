@@ -4,6 +4,7 @@
 // Commands and disk completions are moved once per event; boxing them buys nothing.
 #![allow(clippy::large_enum_variant, clippy::collapsible_match)]
 
+pub mod address_book;
 pub mod behaviour;
 pub mod client;
 pub mod config_file;

@@ -145,7 +145,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.cmd {
         Cmd::Join { net } => {
             let dir = data_dir(&net);
-            let client = start(&net, None).await?;
+            let client = start(&net, None, false).await?;
             let api = node::daemon::server::start(client.clone(), &dir).await?;
             print_listen_addrs(&client).await?;
             eprintln!(

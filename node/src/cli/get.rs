@@ -48,7 +48,9 @@ async fn fetch(
     std::fs::create_dir_all(&out)
         .with_context(|| format!("cannot create output directory {}", out.display()))?;
     check_writable(&out)?;
-    let client = start(&net, Some(Duration::from_secs(find_timeout))).await?;
+    // A download is a short job on a machine that may not stay: it uses the
+    // DHT but leaves serving it to `join` and `share` nodes.
+    let client = start(&net, Some(Duration::from_secs(find_timeout)), true).await?;
     output.searching(&id.to_string(), Some(find_timeout));
     let node::Download {
         mut events,

@@ -242,8 +242,13 @@ fn dir_or_default(dir: Option<&Path>) -> PathBuf {
     base.join("kadswarm")
 }
 
-/// Starts an embedded node from the flags; waits for the bootstrap peers.
-pub async fn start(net: &NetArgs, find_timeout: Option<Duration>) -> anyhow::Result<Client> {
+/// Starts an embedded node from the flags (a DHT client if `dht_client`);
+/// waits for the bootstrap peers.
+pub async fn start(
+    net: &NetArgs,
+    find_timeout: Option<Duration>,
+    dht_client: bool,
+) -> anyhow::Result<Client> {
     let dir = data_dir(net);
     let keypair = node::identity::load_or_create(&dir)?;
     // Held until the process exits: one node per identity.
@@ -278,6 +283,7 @@ pub async fn start(net: &NetArgs, find_timeout: Option<Duration>) -> anyhow::Res
         "--max-download",
         net.max_download.as_ref().or(file.max_download.as_ref()),
     )?;
+    config.net.dht_client = dht_client;
     config.engine.bootstrap = if net.bootstrap.is_empty() {
         file.bootstrap.clone()
     } else {

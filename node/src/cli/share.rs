@@ -64,7 +64,7 @@ async fn seed(
     // Served only while each file is the one just hashed (no link, no swap).
     let storage = node::storage::Storage::open_share(&manifest, &path, &files)?;
     let total = manifest.chunk_count();
-    let client = start(&net, None).await?;
+    let client = start(&net, None, false).await?;
     client.share(manifest, tree, storage).await?;
     output.seeding();
     run_until_signal(&client, &net, Some((total, total))).await

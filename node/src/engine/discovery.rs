@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use libp2p::kad::{self, GetProvidersOk, QueryResult};
 use libp2p::multiaddr::Protocol;
-use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
+use libp2p::swarm::dial_opts::DialOpts;
 use libp2p::swarm::ConnectionId;
 use libp2p::{identify, Multiaddr, PeerId};
 use protocol::wire::{PeerRecord, MAX_ADDRS_PER_PEER, MAX_PEERS_PER_MESSAGE};
@@ -177,25 +177,20 @@ impl Engine {
                 if let Some(ev) = self.contents.get(&id).and_then(|c| c.events.as_ref()) {
                     let _ = ev.try_send(GetEvent::ProvidersFound(fresh.len()));
                 }
-                let found = !fresh.is_empty();
+                // Stop the lookup at its first answer with providers once we are
+                // connected to all of them: that answer comes from a node holding
+                // the key's records, so it lists them all (up to the store's cap),
+                // and asking on costs every node that answers a walk of its routing
+                // table (~25 requests per lookup) and finds no one new. A provider
+                // we still have to dial keeps it running: the lookup holds the
+                // addresses its answers gave, and sessions dial later.
+                // (Our own record, found locally before any request, is not such an answer.)
+                let all_connected =
+                    !fresh.is_empty() && fresh.iter().all(|p| self.connected.contains(p));
                 for p in fresh {
-                    // Dial now: the query holds the addresses its answers gave for
-                    // `p`, and they go when it ends (sessions dial later).
-                    if !self.connected.contains(&p) {
-                        let opts = DialOpts::peer_id(p)
-                            .condition(PeerCondition::DisconnectedAndNotDialing)
-                            .build();
-                        if let Err(e) = self.swarm.dial(opts) {
-                            tracing::debug!(peer = %p, "cannot dial a provider: {e}");
-                        }
-                    }
                     self.add_swarm_peer(id, p);
                 }
-                // The first answer with providers comes from a node holding the key's
-                // records, so it lists them all (up to the store's cap); asking on
-                // costs every node that answers a walk of its routing table, ~25
-                // requests per lookup, and finds no one new. Stop here.
-                if found {
+                if all_connected {
                     if let Some(mut q) = self.swarm.behaviour_mut().kad.query_mut(&qid) {
                         q.finish();
                     }

@@ -199,6 +199,10 @@ impl Engine {
             for p in connected {
                 self.probe_swarm_peer(id, p);
             }
+            // Ask the provider we got the manifest from for the rest of the swarm
+            // now: in a flash crowd nobody else has announced yet, and the next
+            // search is a second away.
+            self.exchange_peers(id);
         }
         self.drive(id);
     }
