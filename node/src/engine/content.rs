@@ -19,6 +19,10 @@ use crate::storage::Storage;
 pub const MIN_SEARCH_INTERVAL: Duration = Duration::from_secs(1);
 /// Longest wait between peer searches while we still want more peers.
 pub const MAX_SEARCH_INTERVAL: Duration = Duration::from_secs(30);
+/// First wait between peer exchanges of a new download (after the one at
+/// once): a flash crowd reaches the provider within a fraction of a second,
+/// and one small ask to one neighbour costs little.
+pub const MIN_EXCHANGE_INTERVAL: Duration = Duration::from_millis(250);
 /// Longest wait between peer searches while some chunk we lack has no connected holder.
 pub const STARVED_SEARCH_INTERVAL: Duration = Duration::from_secs(10);
 /// Chunks without a holder for this long count as starved (haves take a moment at the start).
@@ -143,6 +147,9 @@ pub struct Schedule {
     search_deadline: Option<Instant>,
     next_search: Instant,
     search_interval: Duration,
+    /// Peer exchange doubles its interval on its own clock, from a quicker start.
+    next_exchange: Instant,
+    exchange_interval: Duration,
     query_running: bool,
     announced: bool,
     next_announce: Option<Instant>,
@@ -158,6 +165,8 @@ impl Schedule {
             search_deadline: Some(now + find_timeout),
             next_search: now,
             search_interval: MIN_SEARCH_INTERVAL,
+            next_exchange: now + MIN_EXCHANGE_INTERVAL,
+            exchange_interval: MIN_EXCHANGE_INTERVAL,
             query_running: false,
             announced: false,
             next_announce: None,
@@ -166,7 +175,8 @@ impl Schedule {
         }
     }
 
-    /// A content that becomes active now.
+    /// A content that becomes active now (the loop asks one neighbour for
+    /// peers at once; the schedule's exchanges follow).
     pub fn active(now: Instant) -> Self {
         Self {
             search_deadline: None,
@@ -274,6 +284,8 @@ impl Schedule {
         if starved && !was_starved {
             self.search_interval = MIN_SEARCH_INTERVAL;
             self.next_search = self.next_search.min(now);
+            self.exchange_interval = MIN_EXCHANGE_INTERVAL;
+            self.next_exchange = self.next_exchange.min(now);
         }
         let cap = if starved {
             STARVED_SEARCH_INTERVAL
@@ -282,12 +294,14 @@ impl Schedule {
         };
         // A seed needs no more peers: leechers find it through its provider record.
         let wants_peers = f.peers < t.wanted_peers && !f.finished;
+        if (wants_peers || starved) && f.peers > 0 && self.next_exchange <= now {
+            self.next_exchange = now + self.exchange_interval.min(cap);
+            self.exchange_interval = (self.exchange_interval * 2).min(cap);
+            due.push(Due::PeerExchange);
+        }
         if (wants_peers || starved) && self.next_search <= now {
             self.next_search = now + self.search_interval.min(cap);
             self.search_interval = (self.search_interval * 2).min(cap);
-            if f.peers > 0 {
-                due.push(Due::PeerExchange);
-            }
             if !self.query_running {
                 due.push(Due::Search);
             }
@@ -400,25 +414,37 @@ mod tests {
             vec![],
             "not before the first interval"
         );
-        let mut at = t0 + MIN_SEARCH_INTERVAL;
-        let mut gaps = Vec::new();
-        let mut last: Option<Instant> = None;
+        // The loop's tick.
+        let tick = Duration::from_millis(250);
+        let mut at = t0 + tick;
+        let mut searches = Vec::new();
+        let mut exchanges = Vec::new();
         while at < t0 + 200 * SEC {
-            let due = s.active_due(at, &t, facts(2));
-            if !due.is_empty() {
-                assert_eq!(due, vec![Due::PeerExchange, Due::Search]);
-                // As the loop does: the lookup starts, and ends before the next tick.
-                assert!(s.on_search(at));
-                s.on_search_done();
-                if let Some(l) = last {
-                    gaps.push((at - l).as_secs());
+            let ms = (at - t0).as_millis();
+            for d in s.active_due(at, &t, facts(2)) {
+                match d {
+                    Due::Search => {
+                        // As the loop does: the lookup starts, and ends before the next tick.
+                        assert!(s.on_search(at));
+                        s.on_search_done();
+                        searches.push(ms);
+                    }
+                    Due::PeerExchange => exchanges.push(ms),
+                    other => panic!("unexpected {other:?}"),
                 }
-                last = Some(at);
             }
-            at += SEC;
+            at += tick;
         }
-        assert_eq!(&gaps[..6], &[2, 2, 4, 8, 16, 30]);
-        assert!(gaps[6..].iter().all(|&g| g == 30), "{gaps:?}");
+        let gaps = |v: &[u128]| -> Vec<u128> { v.windows(2).map(|w| w[1] - w[0]).collect() };
+        assert_eq!(searches[0], 1000, "{searches:?}");
+        let g = gaps(&searches);
+        assert_eq!(&g[..6], &[2000, 2000, 4000, 8000, 16000, 30000]);
+        assert!(g[6..].iter().all(|&g| g == 30000), "{g:?}");
+        // Peer exchange starts sooner (the loop asks once at activation) and doubles too.
+        assert_eq!(exchanges[0], 250, "{exchanges:?}");
+        let g = gaps(&exchanges);
+        assert_eq!(&g[..4], &[250, 500, 1000, 2000], "{exchanges:?}");
+        assert!(g.iter().all(|&g| g <= 30000), "{g:?}");
         let mut full = Schedule::active(t0);
         assert_eq!(
             full.active_due(t0 + 5 * SEC, &t, facts(40)),

@@ -200,8 +200,8 @@ impl Engine {
                 self.probe_swarm_peer(id, p);
             }
             // Ask the provider we got the manifest from for the rest of the swarm
-            // now: in a flash crowd nobody else has announced yet, and the next
-            // search is a second away.
+            // now: in a flash crowd nobody else has announced yet (the schedule
+            // asks again within a second as more arrive).
             self.exchange_peers(id);
         }
         self.drive(id);
