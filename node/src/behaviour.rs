@@ -274,3 +274,30 @@ fn yamux_config() -> yamux::Config {
     c.set_max_num_streams(256);
     c
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn swarm(dht_client: bool) -> Swarm<Behaviour> {
+        let config = NetConfig {
+            dht_client,
+            ..NetConfig::default()
+        };
+        let mut swarm = build_swarm(
+            Keypair::generate_ed25519(),
+            &config,
+            &mut Registry::default(),
+        )
+        .expect("swarm");
+        // What a node does with its listen addresses by default (`listen_addrs_are_external`).
+        swarm.add_external_address("/ip4/127.0.0.1/tcp/4001".parse().expect("addr"));
+        swarm
+    }
+
+    #[tokio::test]
+    async fn a_dht_client_stays_a_client_where_a_server_starts_answering() {
+        assert_eq!(swarm(false).behaviour().kad.mode(), kad::Mode::Server);
+        assert_eq!(swarm(true).behaviour().kad.mode(), kad::Mode::Client);
+    }
+}

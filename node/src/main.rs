@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
-use cli::net::{data_dir, print_listen_addrs, start, DirArgs, NetArgs};
+use cli::net::{data_dir, print_listen_addrs, start, DhtRole, DirArgs, NetArgs};
 use cli::remote::Remote;
 use cli::serve::run_until_signal;
 use protocol::ContentId;
@@ -145,7 +145,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.cmd {
         Cmd::Join { net } => {
             let dir = data_dir(&net);
-            let client = start(&net, None, false).await?;
+            let client = start(&net, None, DhtRole::Server).await?;
             let api = node::daemon::server::start(client.clone(), &dir).await?;
             print_listen_addrs(&client).await?;
             eprintln!(

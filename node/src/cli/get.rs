@@ -7,7 +7,7 @@ use anyhow::{bail, Context};
 use node::GetEvent;
 use protocol::ContentId;
 
-use super::net::{check_writable, start, NetArgs};
+use super::net::{check_writable, start, DhtRole, NetArgs};
 use super::output::Output;
 use super::serve::{run_until_signal, shutdown_signal};
 use super::stats_file::write_stats;
@@ -50,7 +50,12 @@ async fn fetch(
     check_writable(&out)?;
     // A download is a short job on a machine that may not stay: it uses the
     // DHT but leaves serving it to `join` and `share` nodes.
-    let client = start(&net, Some(Duration::from_secs(find_timeout)), true).await?;
+    let client = start(
+        &net,
+        Some(Duration::from_secs(find_timeout)),
+        DhtRole::Client,
+    )
+    .await?;
     output.searching(&id.to_string(), Some(find_timeout));
     let node::Download {
         mut events,

@@ -242,12 +242,20 @@ fn dir_or_default(dir: Option<&Path>) -> PathBuf {
     base.join("kadswarm")
 }
 
-/// Starts an embedded node from the flags (a DHT client if `dht_client`);
-/// waits for the bootstrap peers.
+/// What an embedded node does for the DHT.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DhtRole {
+    /// Answers queries and stores records (`join`, `share`).
+    Server,
+    /// Looks up and announces only (`get`).
+    Client,
+}
+
+/// Starts an embedded node from the flags; waits for the bootstrap peers.
 pub async fn start(
     net: &NetArgs,
     find_timeout: Option<Duration>,
-    dht_client: bool,
+    dht: DhtRole,
 ) -> anyhow::Result<Client> {
     let dir = data_dir(net);
     let keypair = node::identity::load_or_create(&dir)?;
@@ -283,7 +291,7 @@ pub async fn start(
         "--max-download",
         net.max_download.as_ref().or(file.max_download.as_ref()),
     )?;
-    config.net.dht_client = dht_client;
+    config.net.dht_client = dht == DhtRole::Client;
     config.engine.bootstrap = if net.bootstrap.is_empty() {
         file.bootstrap.clone()
     } else {

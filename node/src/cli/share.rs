@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 
-use super::net::{start, NetArgs};
+use super::net::{start, DhtRole, NetArgs};
 use super::output::Output;
 use super::serve::run_until_signal;
 
@@ -64,7 +64,7 @@ async fn seed(
     // Served only while each file is the one just hashed (no link, no swap).
     let storage = node::storage::Storage::open_share(&manifest, &path, &files)?;
     let total = manifest.chunk_count();
-    let client = start(&net, None, false).await?;
+    let client = start(&net, None, DhtRole::Server).await?;
     client.share(manifest, tree, storage).await?;
     output.seeding();
     run_until_signal(&client, &net, Some((total, total))).await

@@ -141,15 +141,58 @@ pub enum Due {
     Save,
 }
 
+/// A timer whose wait doubles each time it fires, up to a cap.
+#[derive(Clone, Copy, Debug)]
+struct Backoff {
+    next: Instant,
+    interval: Duration,
+    min: Duration,
+}
+
+impl Backoff {
+    /// First due at `next`, then `min` later, doubling.
+    fn new(next: Instant, min: Duration) -> Self {
+        Self {
+            next,
+            interval: min,
+            min,
+        }
+    }
+
+    fn is_due(&self, now: Instant) -> bool {
+        self.next <= now
+    }
+
+    /// True if due: the next firing is then one interval (at most `cap`) away,
+    /// and the interval doubles.
+    fn fire(&mut self, now: Instant, cap: Duration) -> bool {
+        if !self.is_due(now) {
+            return false;
+        }
+        self.next = now + self.interval.min(cap);
+        self.interval = (self.interval * 2).min(cap);
+        true
+    }
+
+    /// Due now, and from the shortest interval again.
+    fn restart(&mut self, now: Instant) {
+        self.interval = self.min;
+        self.next = self.next.min(now);
+    }
+
+    /// Not due before `at`.
+    fn hold_until(&mut self, at: Instant) {
+        self.next = self.next.max(at);
+    }
+}
+
 /// A content's timers.
 #[derive(Clone, Debug)]
 pub struct Schedule {
     search_deadline: Option<Instant>,
-    next_search: Instant,
-    search_interval: Duration,
-    /// Peer exchange doubles its interval on its own clock, from a quicker start.
-    next_exchange: Instant,
-    exchange_interval: Duration,
+    search: Backoff,
+    /// Peer exchange runs on its own clock, from a quicker start.
+    exchange: Backoff,
     query_running: bool,
     announced: bool,
     next_announce: Option<Instant>,
@@ -163,10 +206,8 @@ impl Schedule {
     pub fn searching(now: Instant, find_timeout: Duration) -> Self {
         Self {
             search_deadline: Some(now + find_timeout),
-            next_search: now,
-            search_interval: MIN_SEARCH_INTERVAL,
-            next_exchange: now + MIN_EXCHANGE_INTERVAL,
-            exchange_interval: MIN_EXCHANGE_INTERVAL,
+            search: Backoff::new(now, MIN_SEARCH_INTERVAL),
+            exchange: Backoff::new(now + MIN_EXCHANGE_INTERVAL, MIN_EXCHANGE_INTERVAL),
             query_running: false,
             announced: false,
             next_announce: None,
@@ -180,7 +221,7 @@ impl Schedule {
     pub fn active(now: Instant) -> Self {
         Self {
             search_deadline: None,
-            next_search: now + MIN_SEARCH_INTERVAL,
+            search: Backoff::new(now + MIN_SEARCH_INTERVAL, MIN_SEARCH_INTERVAL),
             ..Self::searching(now, Duration::ZERO)
         }
     }
@@ -208,7 +249,7 @@ impl Schedule {
         }
         self.query_running = true;
         // Only ever later: an active swarm's doubling interval must survive the lookup it asks for.
-        self.next_search = self.next_search.max(now + SEARCH_SPACING);
+        self.search.hold_until(now + SEARCH_SPACING);
         true
     }
 
@@ -251,7 +292,7 @@ impl Schedule {
         if none_asked && providers > 0 {
             due.push(Due::AskProviders);
         }
-        if self.next_search <= now && !self.query_running {
+        if self.search.is_due(now) && !self.query_running {
             due.push(Due::Search);
         }
         due
@@ -282,10 +323,8 @@ impl Schedule {
         };
         let starved = self.is_starved(now);
         if starved && !was_starved {
-            self.search_interval = MIN_SEARCH_INTERVAL;
-            self.next_search = self.next_search.min(now);
-            self.exchange_interval = MIN_EXCHANGE_INTERVAL;
-            self.next_exchange = self.next_exchange.min(now);
+            self.search.restart(now);
+            self.exchange.restart(now);
         }
         let cap = if starved {
             STARVED_SEARCH_INTERVAL
@@ -293,18 +332,12 @@ impl Schedule {
             MAX_SEARCH_INTERVAL
         };
         // A seed needs no more peers: leechers find it through its provider record.
-        let wants_peers = f.peers < t.wanted_peers && !f.finished;
-        if (wants_peers || starved) && f.peers > 0 && self.next_exchange <= now {
-            self.next_exchange = now + self.exchange_interval.min(cap);
-            self.exchange_interval = (self.exchange_interval * 2).min(cap);
+        let looking = (f.peers < t.wanted_peers && !f.finished) || starved;
+        if looking && f.peers > 0 && self.exchange.fire(now, cap) {
             due.push(Due::PeerExchange);
         }
-        if (wants_peers || starved) && self.next_search <= now {
-            self.next_search = now + self.search_interval.min(cap);
-            self.search_interval = (self.search_interval * 2).min(cap);
-            if !self.query_running {
-                due.push(Due::Search);
-            }
+        if looking && self.search.fire(now, cap) && !self.query_running {
+            due.push(Due::Search);
         }
         due
     }
