@@ -292,12 +292,38 @@ impl MerkleTree {
 
     /// Verifies a leaf hash against the root and remembers its path.
     pub fn insert_leaf(&mut self, index: u32, leaf: Hash, proof: &Proof) -> Result<(), ProofError> {
-        verify_leaf(&self.root(), self.count, index, &leaf, proof)?;
+        if index >= self.count {
+            return Err(ProofError::IndexOutOfRange {
+                index,
+                count: self.count,
+            });
+        }
+        let depth = self.depth();
+        if proof.0.len() != depth {
+            return Err(ProofError::WrongProofLength {
+                got: proof.0.len(),
+                expected: depth,
+            });
+        }
+        // Every node we hold was verified against the root, and so were its
+        // sibling and its ancestors (see `insert_path`): the climb may stop at
+        // the first node we hold. Over a download most chunks meet one at
+        // their parent, or are a leaf some sibling's proof named already.
+        let mut path = [[0u8; 32]; MAX_DEPTH + 1];
         let mut node = leaf;
         let mut i = index as usize;
-        for (l, sib) in proof.0.iter().enumerate() {
-            self.set(l, i, node);
-            self.set(l, i ^ 1, *sib);
+        for l in 0..=depth {
+            if let Some(Some(known)) = self.node(l, i) {
+                if known != node {
+                    return Err(ProofError::RootMismatch(index));
+                }
+                self.insert_path(index as usize, &path[..l], &proof.0[..l]);
+                return Ok(());
+            }
+            let (Some(slot), Some(sib)) = (path.get_mut(l), proof.0.get(l)) else {
+                break;
+            };
+            *slot = node;
             node = if i & 1 == 0 {
                 hash_node(&node, sib)
             } else {
@@ -305,7 +331,18 @@ impl MerkleTree {
             };
             i >>= 1;
         }
-        Ok(())
+        // Unreachable while the root is held (`with_root`, `from_leaves`).
+        Err(ProofError::RootMismatch(index))
+    }
+
+    /// Stores a verified path from leaf `index` upwards: `nodes[l]` and its sibling `sibs[l]`.
+    fn insert_path(&mut self, index: usize, nodes: &[Hash], sibs: &[Hash]) {
+        let mut i = index;
+        for (l, (node, sib)) in nodes.iter().zip(sibs).enumerate() {
+            self.set(l, i, *node);
+            self.set(l, i ^ 1, *sib);
+            i >>= 1;
+        }
     }
 
     /// Every known node as `(level, position, hash)`, for saving a partial tree.
@@ -466,6 +503,32 @@ mod tests {
                 return Ok(()); // n == 1 and target 1: nothing to flip
             }
             prop_assert!(verify_chunk(&full.root(), n as u32, index, &chunk, &proof).is_err());
+        }
+
+        #[test]
+        fn a_partial_tree_takes_genuine_leaves_in_any_order_and_no_forged_one(n in 1usize..70, order_seed in any::<u64>(), bit in 0usize..256) {
+            let data = chunks(n);
+            let full = tree(&data);
+            let mut partial = MerkleTree::with_root(full.root(), n as u32);
+            let mut order: Vec<u32> = (0..n as u32).collect();
+            let mut x = order_seed | 1;
+            for k in (1..order.len()).rev() {
+                x ^= x << 13; x ^= x >> 7; x ^= x << 17;
+                order.swap(k, (x % (k as u64 + 1)) as usize);
+            }
+            for &i in &order {
+                let leaf = hash_leaf(&data[i as usize]);
+                let proof = full.proof(i).unwrap();
+                // The climb stops at the first node already held: a forged leaf must still fail there.
+                let mut forged = leaf;
+                forged[bit / 8] ^= 1 << (bit % 8);
+                prop_assert!(partial.insert_leaf(i, forged, &proof).is_err());
+                prop_assert!(!partial.has_leaf(i) || partial.proof(i) == full.proof(i));
+                prop_assert!(partial.insert_leaf(i, leaf, &proof).is_ok());
+            }
+            for i in 0..n as u32 {
+                prop_assert_eq!(partial.proof(i), full.proof(i));
+            }
         }
     }
 }
