@@ -181,10 +181,18 @@ struct Peer {
     we_choke: bool,
     we_interested: bool,
     in_flight: BTreeMap<ChunkIndex, Instant>,
+    next_have: Instant,
+    /// In `Transfer::urgent_haves`: its have goes out before the handler returns.
+    urgent: bool,
+    /// What only rates, uploads and penalties read: kept out of line so the
+    /// walks over every peer (interest, haves, requests) stay in few cache lines.
+    cold: Box<PeerCold>,
+}
+
+struct PeerCold {
     download: RateMeter,
     upload: RateMeter,
     last_received: Option<Instant>,
-    next_have: Instant,
     /// Stopped reading what we sent, or asked for a chunk again: kept choked until then.
     penalized_until: Option<Instant>,
     /// Chunks we delivered to this peer since it connected.
@@ -208,6 +216,8 @@ pub struct Transfer<P> {
     /// true minimum after a peer leaves); lets `queue_due_haves` and
     /// `poll_timeout` skip the walk over every peer. Lower it with `have_due_by`.
     have_due: Option<Instant>,
+    /// Peers whose have is due at once (`mark_urgent`): sent without a walk over every peer.
+    urgent_haves: Vec<P>,
     actions: VecDeque<Action<P>>,
     rng: SmallRng,
     announced: bool,
@@ -250,6 +260,7 @@ impl<P: Copy + Ord + std::hash::Hash + std::fmt::Debug> Transfer<P> {
             storing: BTreeSet::new(),
             requests: BTreeSet::new(),
             have_due: None,
+            urgent_haves: Vec::new(),
             actions: VecDeque::new(),
             rng: SmallRng::seed_from_u64(seed),
             announced,
@@ -298,8 +309,8 @@ impl<P: Copy + Ord + std::hash::Hash + std::fmt::Debug> Transfer<P> {
     pub fn peer_stats(&self, peer: &P) -> Option<PeerStats> {
         self.peers.get(peer).map(|p| PeerStats {
             chunks: p.have.count_ones(),
-            downloaded: p.download.total(),
-            uploaded: p.upload.total(),
+            downloaded: p.cold.download.total(),
+            uploaded: p.cold.upload.total(),
             choked_by_us: p.we_choke,
             choking_us: p.choking_us,
         })
@@ -341,12 +352,15 @@ impl<P: Copy + Ord + std::hash::Hash + std::fmt::Debug> Transfer<P> {
                 we_choke: true,
                 we_interested: false,
                 in_flight: BTreeMap::new(),
-                download: RateMeter::new(self.config.rate_window),
-                upload: RateMeter::new(self.config.rate_window),
-                last_received: None,
                 next_have: now,
-                penalized_until: None,
-                delivered: Bitfield::new(count),
+                urgent: false,
+                cold: Box::new(PeerCold {
+                    download: RateMeter::new(self.config.rate_window),
+                    upload: RateMeter::new(self.config.rate_window),
+                    last_received: None,
+                    penalized_until: None,
+                    delivered: Bitfield::new(count),
+                }),
             },
         );
         self.have_due_by(now);
@@ -360,7 +374,7 @@ impl<P: Copy + Ord + std::hash::Hash + std::fmt::Debug> Transfer<P> {
         let Some(p) = self.peers.get_mut(&peer) else {
             return;
         };
-        p.penalized_until = Some(p.penalized_until.map_or(until, |t| t.max(until)));
+        p.cold.penalized_until = Some(p.cold.penalized_until.map_or(until, |t| t.max(until)));
         if !p.we_choke {
             self.rechoke(now);
         }
@@ -410,7 +424,7 @@ impl<P: Copy + Ord + std::hash::Hash + std::fmt::Debug> Transfer<P> {
             // told it our holdings, and a peer that knows nothing of ours cannot ask;
             // a complete peer would otherwise leave a returning leecher waiting for
             // the periodic exchange.
-            p.next_have = now;
+            mark_urgent(&mut self.urgent_haves, peer, p, now);
             first_word = true;
         }
         p.have = new;
@@ -422,12 +436,9 @@ impl<P: Copy + Ord + std::hash::Hash + std::fmt::Debug> Transfer<P> {
         let was_interested = p.we_interested;
         let now_interested = p.have.has_any_missing_from(self.picker.have());
         p.we_interested = now_interested;
-        if was_interested != now_interested {
+        if was_interested != now_interested && !first_word {
             // Tell the peer promptly so it can unchoke us.
-            p.next_have = now;
-            self.have_due_by(now);
-        } else if first_word {
-            self.have_due_by(now);
+            mark_urgent(&mut self.urgent_haves, peer, p, now);
         }
         if (newly_interested && self.has_free_slot()) || slot_freed {
             self.rechoke(now);
@@ -446,7 +457,7 @@ impl<P: Copy + Ord + std::hash::Hash + std::fmt::Debug> Transfer<P> {
         index: ChunkIndex,
     ) -> ChunkAnswer {
         let redundant = match self.peers.get(&peer) {
-            Some(p) if !p.we_choke => p.delivered.get(index),
+            Some(p) if !p.we_choke => p.cold.delivered.get(index),
             _ => return ChunkAnswer::Choked,
         };
         if redundant {
@@ -467,8 +478,8 @@ impl<P: Copy + Ord + std::hash::Hash + std::fmt::Debug> Transfer<P> {
     /// Chunk `index` reached `peer` whole (its response was written out).
     pub fn handle_chunk_delivered(&mut self, peer: P, index: ChunkIndex) {
         if let Some(p) = self.peers.get_mut(&peer) {
-            if index < p.delivered.len() {
-                p.delivered.set(index);
+            if index < p.cold.delivered.len() {
+                p.cold.delivered.set(index);
             }
         }
         self.first_copy_delivered(peer, index);
@@ -478,7 +489,7 @@ impl<P: Copy + Ord + std::hash::Hash + std::fmt::Debug> Transfer<P> {
     /// asking for them again is no longer redundant.
     pub fn handle_session_reset(&mut self, peer: P) {
         if let Some(p) = self.peers.get_mut(&peer) {
-            p.delivered = Bitfield::new(p.delivered.len());
+            p.cold.delivered = Bitfield::new(p.cold.delivered.len());
         }
         self.first_copy.forget(&peer);
     }
@@ -486,7 +497,7 @@ impl<P: Copy + Ord + std::hash::Hash + std::fmt::Debug> Transfer<P> {
     /// We sent `bytes` of chunk data to `peer`.
     pub fn handle_uploaded(&mut self, now: Instant, peer: P, bytes: u64) {
         if let Some(p) = self.peers.get_mut(&peer) {
-            p.upload.record(now, bytes);
+            p.cold.upload.record(now, bytes);
         }
     }
 
@@ -541,8 +552,8 @@ impl<P: Copy + Ord + std::hash::Hash + std::fmt::Debug> Transfer<P> {
             self.fill_requests(now);
             return Err(TransferError::BadChunk(e));
         }
-        p.download.record(now, len as u64);
-        p.last_received = Some(now);
+        p.cold.download.record(now, len as u64);
+        p.cold.last_received = Some(now);
         if self.picker.have().get(index) || self.storing.contains(&index) {
             if was_in_flight {
                 self.picker.mark_unrequested(index);
@@ -576,7 +587,7 @@ impl<P: Copy + Ord + std::hash::Hash + std::fmt::Debug> Transfer<P> {
         let mut urgent = false;
         // Disjoint fields: read our bitfield in place while updating every peer.
         let have = self.picker.have();
-        for p in self.peers.values_mut() {
+        for (&peer, p) in self.peers.iter_mut() {
             // News that can change interest goes out at once, as BitTorrent's haves
             // do: ours in the peer (it may free a slot for us), or the peer's in us
             // (it lacks the chunk and wants nothing from us yet). In a young swarm a
@@ -592,7 +603,7 @@ impl<P: Copy + Ord + std::hash::Hash + std::fmt::Debug> Transfer<P> {
             }
             let can_act = !p.we_choke || !p.interested_in_us;
             if was_interested != p.we_interested || (!p.interested_in_us && !peer_has) {
-                p.next_have = now;
+                mark_urgent(&mut self.urgent_haves, peer, p, now);
                 urgent = true;
             } else if can_act && !p.have.is_full() {
                 p.next_have = p.next_have.min(batch);
@@ -603,7 +614,6 @@ impl<P: Copy + Ord + std::hash::Hash + std::fmt::Debug> Transfer<P> {
             self.have_due_by(batch);
         }
         if urgent {
-            self.have_due_by(now);
             self.queue_due_haves(now);
         }
         if self.picker.is_complete() && !self.completed {
@@ -689,6 +699,7 @@ impl<P: Copy + Ord + std::hash::Hash + std::fmt::Debug> Transfer<P> {
     /// When `handle_timeout` should next be called.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let timeout = self.config.request_timeout;
+        debug_assert!(self.urgent_haves.is_empty(), "urgent haves left unsent");
         debug_assert!(
             self.peers
                 .values()
@@ -739,12 +750,12 @@ impl<P: Copy + Ord + std::hash::Hash + std::fmt::Debug> Transfer<P> {
                 peer,
                 interested: p.interested_in_us
                     && self.config.upload_enabled
-                    && p.penalized_until.is_none_or(|t| t <= now),
-                download_rate: p.download.rate(now),
-                upload_rate: p.upload.rate(now),
+                    && p.cold.penalized_until.is_none_or(|t| t <= now),
+                download_rate: p.cold.download.rate(now),
+                upload_rate: p.cold.upload.rate(now),
                 snubbed: is_snubbed(
                     now,
-                    p.last_received,
+                    p.cold.last_received,
                     p.in_flight.values().min().copied(),
                     snub,
                 ),
@@ -757,15 +768,13 @@ impl<P: Copy + Ord + std::hash::Hash + std::fmt::Debug> Transfer<P> {
         for peer in changes.unchoke {
             if let Some(p) = self.peers.get_mut(&peer) {
                 p.we_choke = false;
-                p.next_have = now;
-                self.have_due_by(now);
+                mark_urgent(&mut self.urgent_haves, peer, p, now);
             }
         }
         for peer in changes.choke {
             if let Some(p) = self.peers.get_mut(&peer) {
                 p.we_choke = true;
-                p.next_have = now;
-                self.have_due_by(now);
+                mark_urgent(&mut self.urgent_haves, peer, p, now);
             }
         }
         self.queue_due_haves(now);
@@ -773,19 +782,31 @@ impl<P: Copy + Ord + std::hash::Hash + std::fmt::Debug> Transfer<P> {
 
     fn queue_due_haves(&mut self, now: Instant) {
         let interval = self.config.have_interval;
-        if self.have_due.is_none_or(|t| t > now) {
-            return;
+        let mut due: Vec<P> = Vec::new();
+        for peer in std::mem::take(&mut self.urgent_haves) {
+            if let Some(p) = self.peers.get_mut(&peer) {
+                p.urgent = false;
+                if p.next_have <= now {
+                    p.next_have = now + interval;
+                    due.push(peer);
+                }
+            }
         }
-        let due: Vec<P> = self
-            .peers
-            .iter_mut()
-            .filter(|(_, p)| p.next_have <= now)
-            .map(|(&peer, p)| {
-                p.next_have = now + interval;
-                peer
-            })
-            .collect();
-        self.have_due = self.peers.values().map(|p| p.next_have).min();
+        if !due.is_empty() {
+            self.have_due_by(now + interval);
+        }
+        if self.have_due.is_some_and(|t| t <= now) {
+            // One walk both picks the due peers and finds the next deadline.
+            let mut next = None;
+            for (&peer, p) in self.peers.iter_mut() {
+                if p.next_have <= now {
+                    p.next_have = now + interval;
+                    due.push(peer);
+                }
+                lower_to(&mut next, p.next_have);
+            }
+            self.have_due = next;
+        }
         for peer in due {
             let info = self.have_info(&peer);
             self.actions.push_back(Action::SendHave { peer, info });
@@ -870,7 +891,7 @@ impl<P: Copy + Ord + std::hash::Hash + std::fmt::Debug> Transfer<P> {
         let (min_depth, max_depth) = (self.config.min_pipeline_depth, self.config.pipeline_depth);
         let byte_cap = (self.config.max_in_flight_bytes / chunk_size).max(1) as usize;
         let by_rate =
-            (p.download.rate(now) as f64 * queue_time / chunk_size as f64).ceil() as usize;
+            (p.cold.download.rate(now) as f64 * queue_time / chunk_size as f64).ceil() as usize;
         let depth = by_rate
             .clamp(min_depth, max_depth.max(min_depth))
             .min(byte_cap);
@@ -980,6 +1001,16 @@ impl<P: Copy + Ord + std::hash::Hash + std::fmt::Debug> Transfer<P> {
             self.banned.insert(peer);
         }
         self.actions.push_back(Action::Ban { peer, reason });
+    }
+}
+
+/// Makes `peer`'s have due at `now`, to be sent by the handler's `queue_due_haves`
+/// without walking every peer.
+fn mark_urgent<P>(urgent: &mut Vec<P>, peer: P, p: &mut Peer, now: Instant) {
+    p.next_have = now;
+    if !p.urgent {
+        p.urgent = true;
+        urgent.push(peer);
     }
 }
 

@@ -24,7 +24,7 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use super::Transfer;
+use super::{mark_urgent, Transfer};
 use crate::bitfield::{Bitfield, ChunkIndex};
 
 /// What a complete peer has given to whom since each peer connected.
@@ -254,10 +254,9 @@ impl<P: Copy + Ord + std::hash::Hash + std::fmt::Debug> Transfer<P> {
         }
         for q in lifted {
             if let Some(p) = self.peers.get_mut(&q) {
-                p.next_have = now;
+                mark_urgent(&mut self.urgent_haves, q, p, now);
             }
         }
-        self.have_due_by(now);
         self.queue_due_haves(now);
     }
 
