@@ -86,7 +86,7 @@ pub(super) async fn writer(
         };
     drop(control);
     let stall = shared.limits.stall_timeout;
-    let mut buf = Vec::new();
+    let mut batch = Batch::default();
     let mut tokens = Vec::new();
     let end = loop {
         let Some(first) = queues.next().await else {
@@ -95,22 +95,20 @@ pub(super) async fn writer(
         };
         let mut next = Some(first);
         while let Some(q) = next.take() {
-            if let Err(e) = encode_into(&mut buf, q, &shared, &mut tokens).await {
+            if let Err(e) = encode_into(&mut batch, q, &shared, &mut tokens).await {
                 tracing::warn!(%peer, "cannot encode a message: {e}");
             }
-            if buf.len() < BATCH_BYTES {
+            if batch.len() < BATCH_BYTES {
                 next = queues.ready();
             }
         }
-        if let Err(e) = write_steadily(&mut stream, &buf, stall).await {
+        if let Err(e) = batch.write_to(&mut stream, stall).await {
             break closed(e.kind() == io::ErrorKind::TimedOut, e.to_string());
         }
         if let Err(e) = within(stall, "reading", stream.flush()).await {
             break closed(e.kind() == io::ErrorKind::TimedOut, e.to_string());
         }
-        buf.clear();
-        // A lane that carried one large chunk must not hold its size for ever.
-        buf.shrink_to(BATCH_BYTES);
+        batch.clear();
         for token in tokens.drain(..) {
             if events
                 .send(StreamEvent::Sent { peer, token })
@@ -124,16 +122,89 @@ pub(super) async fn writer(
     let _ = events.send(end).await;
 }
 
-/// Appends `q` as one frame to `buf`, noting its token; chunk data waits for
+/// Frames gathered for one write: encoded bytes, with chunk data spliced in
+/// at offsets instead of copied (a chunk may be 1 MiB or more).
+#[derive(Default)]
+struct Batch {
+    buf: Vec<u8>,
+    /// `(offset in buf, data)`, in ascending offset order.
+    spliced: Vec<(usize, Vec<u8>)>,
+}
+
+impl Batch {
+    /// Bytes the batch will write.
+    fn len(&self) -> usize {
+        self.buf.len() + self.spliced.iter().map(|(_, d)| d.len()).sum::<usize>()
+    }
+
+    async fn write_to<T: AsyncWrite + Unpin>(
+        &self,
+        stream: &mut T,
+        stall: std::time::Duration,
+    ) -> io::Result<()> {
+        let mut from = 0;
+        for (at, data) in &self.spliced {
+            write_steadily(stream, &self.buf[from..*at], stall).await?;
+            write_steadily(stream, data, stall).await?;
+            from = *at;
+        }
+        write_steadily(stream, &self.buf[from..], stall).await
+    }
+
+    fn clear(&mut self) {
+        self.buf.clear();
+        self.spliced.clear();
+        // A lane that carried large frames must not hold their size for ever.
+        self.buf.shrink_to(BATCH_BYTES);
+    }
+}
+
+/// Appends `q` as one frame to `batch`, noting its token; chunk data waits for
 /// the upload rate cap first.
 async fn encode_into(
-    buf: &mut Vec<u8>,
+    batch: &mut Batch,
     q: Queued,
     shared: &Shared,
     tokens: &mut Vec<u64>,
 ) -> io::Result<()> {
+    let buf = &mut batch.buf;
     let at = begin_frame(buf);
     match q.out {
+        Outgoing::Message(Message::Answer {
+            rid,
+            answer: Answer::Chunk { index, data, proof },
+        }) => {
+            shared.upload.acquire(data.len()).await;
+            shared
+                .counters
+                .uploaded
+                .fetch_add(data.len() as u64, Ordering::Relaxed);
+            let body_start = buf.len();
+            answer_prefix(buf, rid);
+            chunk_prefix(buf, index, data.len());
+            let splice_at = buf.len();
+            cbor_text(buf, "proof");
+            cbor_bytes_header(buf, proof.len());
+            buf.extend_from_slice(&proof);
+            let body = buf.len() - body_start + data.len();
+            let sent = &shared.counters.sent;
+            let (d, p) = (data.len() as u64, proof.len() as u64);
+            sent.payload.fetch_add(d, Ordering::Relaxed);
+            sent.proofs.fetch_add(p, Ordering::Relaxed);
+            sent.framing.fetch_add(
+                (body + super::frames::PREFIX_LEN) as u64 - d - p,
+                Ordering::Relaxed,
+            );
+            let len = u32::try_from(body).map_err(|_| {
+                io::Error::new(io::ErrorKind::InvalidInput, "frame larger than 4 GiB")
+            })?;
+            buf[at..at + super::frames::PREFIX_LEN].copy_from_slice(&len.to_be_bytes());
+            batch.spliced.push((splice_at, data));
+            if let Some(t) = q.token {
+                tokens.push(t);
+            }
+            return Ok(());
+        }
         Outgoing::Message(msg) => {
             if let Message::Answer {
                 answer: Answer::Chunk { data, .. },
@@ -192,6 +263,32 @@ fn answer_prefix(buf: &mut Vec<u8>, rid: u32) {
     cbor_text(buf, "answer");
 }
 
+/// The CBOR of `Answer::Chunk { index, data, proof }` up to `data`'s bytes.
+fn chunk_prefix(buf: &mut Vec<u8>, index: u32, data_len: usize) {
+    buf.push(0xa1); // map of 1: the variant
+    cbor_text(buf, "Chunk");
+    buf.push(0xa3); // map of 3: its fields, in declaration order
+    cbor_text(buf, "index");
+    cbor_uint(buf, index);
+    cbor_text(buf, "data");
+    cbor_bytes_header(buf, data_len);
+}
+
+/// The head of a CBOR byte string of `len` bytes (major type 2).
+fn cbor_bytes_header(buf: &mut Vec<u8>, len: usize) {
+    match u32::try_from(len) {
+        Ok(n) => {
+            let at = buf.len();
+            cbor_uint(buf, n);
+            buf[at] |= 0x40;
+        }
+        Err(_) => {
+            buf.push(0x5b);
+            buf.extend_from_slice(&(len as u64).to_be_bytes());
+        }
+    }
+}
+
 fn cbor_text(buf: &mut Vec<u8>, s: &str) {
     // Our field names are all shorter than 24 bytes.
     buf.push(0x60 | s.len() as u8);
@@ -234,6 +331,69 @@ mod tests {
             };
             assert_eq!(buf, want.encode(), "rid {rid}");
             assert_eq!(Message::decode(&buf, MAX_MESSAGE_BYTES), Ok(want));
+        }
+    }
+
+    #[tokio::test]
+    async fn a_spliced_chunk_answer_writes_the_bytes_the_message_encodes_to() {
+        let shared = Shared::new(
+            Arc::new(super::super::WireLimits::new(
+                std::time::Duration::from_secs(1),
+            )),
+            Arc::default(),
+            Arc::new(crate::ratelimit::RateLimiter::unlimited()),
+            Arc::new(crate::ratelimit::RateLimiter::unlimited()),
+        );
+        for (rid, index, len) in [
+            (0, 0, 0),
+            (7, 23, 23),
+            (300, 24, 24),
+            (70_000, 511, 32 * 1024),
+            (u32::MAX, 70_000, 1 << 20),
+        ] {
+            let data: Vec<u8> = (0..len).map(|i| (i * 7 + 3) as u8).collect();
+            let proof = vec![9u8; 9 * 32];
+            let msg = Message::Answer {
+                rid,
+                answer: Answer::Chunk {
+                    index,
+                    data: data.clone(),
+                    proof: proof.clone(),
+                },
+            };
+            let mut batch = Batch::default();
+            let mut tokens = Vec::new();
+            // A small frame before and after: the splice must keep its place between them.
+            let ping = Message::Unknown {
+                id: protocol::ContentId::from_bytes([1; 32]),
+            };
+            for out in [ping.clone(), msg.clone(), ping.clone()] {
+                let q = Queued {
+                    out: Outgoing::Message(out),
+                    token: Some(1),
+                };
+                encode_into(&mut batch, q, &shared, &mut tokens)
+                    .await
+                    .unwrap();
+            }
+            let mut written = futures::io::Cursor::new(Vec::new());
+            batch
+                .write_to(&mut written, std::time::Duration::from_secs(1))
+                .await
+                .unwrap();
+            let mut want = Vec::new();
+            for m in [&ping, &msg, &ping] {
+                let body = m.encode();
+                want.extend_from_slice(&(body.len() as u32).to_be_bytes());
+                want.extend_from_slice(&body);
+            }
+            assert_eq!(
+                written.into_inner(),
+                want,
+                "rid {rid} index {index} len {len}"
+            );
+            assert_eq!(batch.len(), want.len());
+            assert_eq!(tokens.len(), 3);
         }
     }
 }
