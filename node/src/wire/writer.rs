@@ -66,24 +66,17 @@ pub(super) async fn writer(
         refused: true,
         why,
     };
-    let mut stream =
-        match tokio::time::timeout(OPEN_TIMEOUT, control.open_stream(peer, PROTOCOL)).await {
-            Ok(Ok(s)) => s,
-            Ok(Err(e @ libp2p_stream::OpenStreamError::UnsupportedProtocol(_))) => {
-                let _ = events.send(refused(e.to_string())).await;
-                return;
-            }
-            Ok(Err(e)) => {
-                let _ = events.send(closed(false, e.to_string())).await;
-                return;
-            }
-            Err(_) => {
-                let _ = events
-                    .send(closed(false, "opening the stream timed out".into()))
-                    .await;
-                return;
-            }
-        };
+    let mut stream = match open(&mut control, peer).await {
+        Ok(s) => s,
+        Err(e @ libp2p_stream::OpenStreamError::UnsupportedProtocol(_)) => {
+            let _ = events.send(refused(e.to_string())).await;
+            return;
+        }
+        Err(e) => {
+            let _ = events.send(closed(false, e.to_string())).await;
+            return;
+        }
+    };
     drop(control);
     let stall = shared.limits.stall_timeout;
     let mut batch = Batch::default();
@@ -120,6 +113,35 @@ pub(super) async fn writer(
         }
     };
     let _ = events.send(end).await;
+}
+
+/// Opens our stream to `peer` within `OPEN_TIMEOUT`, in attempts of growing
+/// length: libp2p-stream 0.5 can drop the dial behind an open request when
+/// several arrive at once (rust-libp2p#6157), and that open then never
+/// completes. A fresh attempt finds the connection or dials again.
+async fn open(
+    control: &mut libp2p_stream::Control,
+    peer: PeerId,
+) -> Result<libp2p::Stream, libp2p_stream::OpenStreamError> {
+    let mut left = OPEN_TIMEOUT;
+    let mut attempt = OPEN_TIMEOUT / 10;
+    loop {
+        let wait = attempt.min(left);
+        match tokio::time::timeout(wait, control.open_stream(peer, PROTOCOL)).await {
+            Ok(result) => return result,
+            Err(_) if left > wait => {
+                tracing::debug!(%peer, "opening the stream is taking {wait:?}; trying again");
+                left -= wait;
+                attempt *= 2;
+            }
+            Err(_) => {
+                return Err(libp2p_stream::OpenStreamError::Io(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "opening the stream timed out",
+                )))
+            }
+        }
+    }
 }
 
 /// Frames gathered for one write: encoded bytes, with chunk data spliced in
