@@ -45,7 +45,7 @@ impl Queues {
 /// Opens our stream to `peer` and writes what is queued for it, gathering
 /// small messages into one write, until the queues' senders are dropped.
 pub(super) async fn writer(
-    mut control: libp2p_stream::Control,
+    control: libp2p_stream::Control,
     peer: PeerId,
     generation: u64,
     mut queues: Queues,
@@ -66,7 +66,7 @@ pub(super) async fn writer(
         refused: true,
         why,
     };
-    let mut stream = match open(&mut control, peer).await {
+    let mut stream = match open(&control, peer).await {
         Ok(s) => s,
         Err(e @ libp2p_stream::OpenStreamError::UnsupportedProtocol(_)) => {
             let _ = events.send(refused(e.to_string())).await;
@@ -115,34 +115,52 @@ pub(super) async fn writer(
     let _ = events.send(end).await;
 }
 
-/// Opens our stream to `peer` within `OPEN_TIMEOUT`, in attempts of growing
-/// length: libp2p-stream 0.5 can drop the dial behind an open request when
-/// several arrive at once (rust-libp2p#6157), and that open then never
-/// completes. A fresh attempt finds the connection or dials again.
+/// Opens our stream to `peer` within `OPEN_TIMEOUT`. libp2p-stream 0.5 can
+/// drop the dial behind an open request when several arrive at once
+/// (rust-libp2p#6157), and that open then never completes; so while the
+/// first attempt is pending, fresh ones start 1, 3 and 7 s in (they find
+/// the connection or dial again), and the first to succeed wins. A slow
+/// attempt is never cut short, and any error ends the open at once.
 async fn open(
-    control: &mut libp2p_stream::Control,
+    control: &libp2p_stream::Control,
     peer: PeerId,
 ) -> Result<libp2p::Stream, libp2p_stream::OpenStreamError> {
-    let mut left = OPEN_TIMEOUT;
-    let mut attempt = OPEN_TIMEOUT / 10;
+    let start = tokio::time::Instant::now();
+    let deadline = start + OPEN_TIMEOUT;
+    let mut attempts = futures::stream::FuturesUnordered::new();
+    let mut next = start;
+    let mut gap = OPEN_TIMEOUT / 10;
     loop {
-        let wait = attempt.min(left);
-        match tokio::time::timeout(wait, control.open_stream(peer, PROTOCOL)).await {
-            Ok(result) => return result,
-            Err(_) if left > wait => {
-                tracing::debug!(%peer, "opening the stream is taking {wait:?}; trying again");
-                left -= wait;
-                attempt *= 2;
+        if tokio::time::Instant::now() >= next && attempts.len() < OPEN_ATTEMPTS {
+            if !attempts.is_empty() {
+                tracing::debug!(%peer, "opening the stream is slow; trying once more alongside");
             }
-            Err(_) => {
-                return Err(libp2p_stream::OpenStreamError::Io(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    "opening the stream timed out",
-                )))
+            let mut control = control.clone();
+            attempts.push(async move { control.open_stream(peer, PROTOCOL).await });
+            next += gap;
+            gap *= 2;
+        }
+        let wake = if attempts.len() < OPEN_ATTEMPTS {
+            next.min(deadline)
+        } else {
+            deadline
+        };
+        tokio::select! {
+            Some(result) = attempts.next() => return result,
+            _ = tokio::time::sleep_until(wake) => {
+                if tokio::time::Instant::now() >= deadline {
+                    return Err(libp2p_stream::OpenStreamError::Io(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "opening the stream timed out",
+                    )));
+                }
             }
         }
     }
 }
+
+/// Most attempts at opening one stream at once (see `open`).
+const OPEN_ATTEMPTS: usize = 4;
 
 /// Frames gathered for one write: encoded bytes, with chunk data spliced in
 /// at offsets instead of copied (a chunk may be 1 MiB or more).
