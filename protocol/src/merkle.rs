@@ -147,14 +147,9 @@ pub fn verify_chunk(
     Ok(leaf)
 }
 
-/// Checks a leaf hash against a trusted root.
-pub fn verify_leaf(
-    root: &Hash,
-    count: u32,
-    index: u32,
-    leaf: &Hash,
-    proof: &Proof,
-) -> Result<(), ProofError> {
+/// A proof fits chunk `index` of `count`: the index is in range and the proof
+/// has one sibling per level.
+fn check_shape(count: u32, index: u32, proof: &Proof) -> Result<(), ProofError> {
     if index >= count {
         return Err(ProofError::IndexOutOfRange { index, count });
     }
@@ -165,6 +160,18 @@ pub fn verify_leaf(
             expected: depth,
         });
     }
+    Ok(())
+}
+
+/// Checks a leaf hash against a trusted root.
+pub fn verify_leaf(
+    root: &Hash,
+    count: u32,
+    index: u32,
+    leaf: &Hash,
+    proof: &Proof,
+) -> Result<(), ProofError> {
+    check_shape(count, index, proof)?;
     let mut node = *leaf;
     let mut i = index;
     for sib in &proof.0 {
@@ -292,19 +299,8 @@ impl MerkleTree {
 
     /// Verifies a leaf hash against the root and remembers its path.
     pub fn insert_leaf(&mut self, index: u32, leaf: Hash, proof: &Proof) -> Result<(), ProofError> {
-        if index >= self.count {
-            return Err(ProofError::IndexOutOfRange {
-                index,
-                count: self.count,
-            });
-        }
+        check_shape(self.count, index, proof)?;
         let depth = self.depth();
-        if proof.0.len() != depth {
-            return Err(ProofError::WrongProofLength {
-                got: proof.0.len(),
-                expected: depth,
-            });
-        }
         // Every node we hold was verified against the root, and so were its
         // sibling and its ancestors (see `insert_path`): the climb may stop at
         // the first node we hold. Over a download most chunks meet one at

@@ -409,7 +409,6 @@ impl<P: Copy + Ord + std::hash::Hash + std::fmt::Debug> Transfer<P> {
         let Some(p) = self.peers.get_mut(&peer) else {
             return Err(TransferError::UnknownPeer);
         };
-        let mut first_word = false;
         if p.heard_from {
             for i in new.iter_ones_missing_from(&p.have) {
                 self.picker.peer_gained(i);
@@ -425,7 +424,6 @@ impl<P: Copy + Ord + std::hash::Hash + std::fmt::Debug> Transfer<P> {
             // a complete peer would otherwise leave a returning leecher waiting for
             // the periodic exchange.
             mark_urgent(&mut self.urgent_haves, peer, p, now);
-            first_word = true;
         }
         p.have = new;
         let newly_interested = info.interested && !p.interested_in_us;
@@ -436,7 +434,7 @@ impl<P: Copy + Ord + std::hash::Hash + std::fmt::Debug> Transfer<P> {
         let was_interested = p.we_interested;
         let now_interested = p.have.has_any_missing_from(self.picker.have());
         p.we_interested = now_interested;
-        if was_interested != now_interested && !first_word {
+        if was_interested != now_interested {
             // Tell the peer promptly so it can unchoke us.
             mark_urgent(&mut self.urgent_haves, peer, p, now);
         }

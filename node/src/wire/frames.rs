@@ -106,9 +106,10 @@ pub fn begin_frame(buf: &mut Vec<u8>) -> usize {
     at
 }
 
-/// Writes the length of the frame begun at `at` into its prefix.
-pub fn end_frame(buf: &mut [u8], at: usize) -> io::Result<()> {
-    let body = buf.len() - at - PREFIX_LEN;
+/// Writes the length of the frame begun at `at` into its prefix; `spliced`
+/// bytes of the body are written separately, after `buf`'s part of it.
+pub fn end_frame(buf: &mut [u8], at: usize, spliced: usize) -> io::Result<()> {
+    let body = buf.len() - at - PREFIX_LEN + spliced;
     let len = u32::try_from(body)
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "frame larger than 4 GiB"))?;
     buf[at..at + PREFIX_LEN].copy_from_slice(&len.to_be_bytes());
@@ -164,7 +165,7 @@ mod tests {
         for b in bodies {
             let at = begin_frame(&mut buf);
             buf.extend_from_slice(b);
-            end_frame(&mut buf, at).unwrap();
+            end_frame(&mut buf, at, 0).unwrap();
         }
         buf
     }

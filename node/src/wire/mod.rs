@@ -104,24 +104,27 @@ pub struct WireBytes {
 impl WireBytes {
     /// Counts one frame whose body is `len` bytes.
     pub fn count(&self, msg_len: usize, msg: &Message) {
-        let framed = (msg_len + frames::PREFIX_LEN) as u64;
         match msg {
             Message::Answer {
                 answer: Answer::Chunk { data, proof, .. },
                 ..
-            } => {
-                let (d, p) = (data.len() as u64, proof.len() as u64);
-                self.payload.fetch_add(d, Ordering::Relaxed);
-                self.proofs.fetch_add(p, Ordering::Relaxed);
-                self.framing
-                    .fetch_add(framed.saturating_sub(d + p), Ordering::Relaxed);
-            }
+            } => self.count_chunk(msg_len, data.len(), proof.len()),
             _ => {
                 self.control.fetch_add(msg_len as u64, Ordering::Relaxed);
                 self.framing
                     .fetch_add(frames::PREFIX_LEN as u64, Ordering::Relaxed);
             }
         }
+    }
+
+    /// Counts a chunk answer of `msg_len` encoded bytes carrying `data` and `proof` bytes.
+    pub fn count_chunk(&self, msg_len: usize, data: usize, proof: usize) {
+        let framed = (msg_len + frames::PREFIX_LEN) as u64;
+        let (d, p) = (data as u64, proof as u64);
+        self.payload.fetch_add(d, Ordering::Relaxed);
+        self.proofs.fetch_add(p, Ordering::Relaxed);
+        self.framing
+            .fetch_add(framed.saturating_sub(d + p), Ordering::Relaxed);
     }
 
     /// The four counts: payload, proofs, control, framing.

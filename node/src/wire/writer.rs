@@ -209,6 +209,8 @@ async fn encode_into(
 ) -> io::Result<()> {
     let buf = &mut batch.buf;
     let at = begin_frame(buf);
+    // Chunk data written after `buf[..splice_at]` rather than copied into it.
+    let mut splice = None;
     match q.out {
         Outgoing::Message(Message::Answer {
             rid,
@@ -227,36 +229,13 @@ async fn encode_into(
             cbor_bytes_header(buf, proof.len());
             buf.extend_from_slice(&proof);
             let body = buf.len() - body_start + data.len();
-            let sent = &shared.counters.sent;
-            let (d, p) = (data.len() as u64, proof.len() as u64);
-            sent.payload.fetch_add(d, Ordering::Relaxed);
-            sent.proofs.fetch_add(p, Ordering::Relaxed);
-            sent.framing.fetch_add(
-                (body + super::frames::PREFIX_LEN) as u64 - d - p,
-                Ordering::Relaxed,
-            );
-            let len = u32::try_from(body).map_err(|_| {
-                io::Error::new(io::ErrorKind::InvalidInput, "frame larger than 4 GiB")
-            })?;
-            buf[at..at + super::frames::PREFIX_LEN].copy_from_slice(&len.to_be_bytes());
-            batch.spliced.push((splice_at, data));
-            if let Some(t) = q.token {
-                tokens.push(t);
-            }
-            return Ok(());
+            shared
+                .counters
+                .sent
+                .count_chunk(body, data.len(), proof.len());
+            splice = Some((splice_at, data));
         }
         Outgoing::Message(msg) => {
-            if let Message::Answer {
-                answer: Answer::Chunk { data, .. },
-                ..
-            } = &msg
-            {
-                shared.upload.acquire(data.len()).await;
-                shared
-                    .counters
-                    .uploaded
-                    .fetch_add(data.len() as u64, Ordering::Relaxed);
-            }
             let body_start = buf.len();
             match cbor4ii::serde::to_vec(std::mem::take(buf), &msg) {
                 Ok(done) => *buf = done,
@@ -285,7 +264,9 @@ async fn encode_into(
                 .fetch_add(super::frames::PREFIX_LEN as u64, Ordering::Relaxed);
         }
     }
-    end_frame(buf, at)?;
+    let spliced_len = splice.as_ref().map_or(0, |(_, d)| d.len());
+    end_frame(buf, at, spliced_len)?;
+    batch.spliced.extend(splice);
     if let Some(t) = q.token {
         tokens.push(t);
     }
@@ -295,9 +276,7 @@ async fn encode_into(
 /// The CBOR of `Message::Answer { rid, answer: <...> }` up to the answer
 /// itself: serde's externally tagged enum, a map of the variant's fields.
 fn answer_prefix(buf: &mut Vec<u8>, rid: u32) {
-    buf.push(0xa1); // map of 1: the variant
-    cbor_text(buf, "Answer");
-    buf.push(0xa2); // map of 2: its fields, in declaration order
+    variant_head(buf, "Answer", 2);
     cbor_text(buf, "rid");
     cbor_uint(buf, rid);
     cbor_text(buf, "answer");
@@ -305,13 +284,19 @@ fn answer_prefix(buf: &mut Vec<u8>, rid: u32) {
 
 /// The CBOR of `Answer::Chunk { index, data, proof }` up to `data`'s bytes.
 fn chunk_prefix(buf: &mut Vec<u8>, index: u32, data_len: usize) {
-    buf.push(0xa1); // map of 1: the variant
-    cbor_text(buf, "Chunk");
-    buf.push(0xa3); // map of 3: its fields, in declaration order
+    variant_head(buf, "Chunk", 3);
     cbor_text(buf, "index");
     cbor_uint(buf, index);
     cbor_text(buf, "data");
     cbor_bytes_header(buf, data_len);
+}
+
+/// serde's externally tagged struct variant: a map of 1 from the variant's
+/// name to a map of its `fields` (fewer than 24), which follow in declaration order.
+fn variant_head(buf: &mut Vec<u8>, name: &str, fields: u8) {
+    buf.push(0xa1);
+    cbor_text(buf, name);
+    buf.push(0xa0 | fields);
 }
 
 /// The head of a CBOR byte string of `len` bytes (major type 2).
@@ -376,14 +361,6 @@ mod tests {
 
     #[tokio::test]
     async fn a_spliced_chunk_answer_writes_the_bytes_the_message_encodes_to() {
-        let shared = Shared::new(
-            Arc::new(super::super::WireLimits::new(
-                std::time::Duration::from_secs(1),
-            )),
-            Arc::default(),
-            Arc::new(crate::ratelimit::RateLimiter::unlimited()),
-            Arc::new(crate::ratelimit::RateLimiter::unlimited()),
-        );
         for (rid, index, len) in [
             (0, 0, 0),
             (7, 23, 23),
@@ -391,6 +368,14 @@ mod tests {
             (70_000, 511, 32 * 1024),
             (u32::MAX, 70_000, 1 << 20),
         ] {
+            let shared = Shared::new(
+                Arc::new(super::super::WireLimits::new(
+                    std::time::Duration::from_secs(1),
+                )),
+                Arc::default(),
+                Arc::new(crate::ratelimit::RateLimiter::unlimited()),
+                Arc::new(crate::ratelimit::RateLimiter::unlimited()),
+            );
             let data: Vec<u8> = (0..len).map(|i| (i * 7 + 3) as u8).collect();
             let proof = vec![9u8; 9 * 32];
             let msg = Message::Answer {
@@ -433,6 +418,10 @@ mod tests {
                 "rid {rid} index {index} len {len}"
             );
             assert_eq!(batch.len(), want.len());
+            // Every written byte is counted once, the chunk's as payload.
+            let [payload, proofs, control, framing] = shared.counters.sent.snapshot();
+            assert_eq!(payload + proofs + control + framing, want.len() as u64);
+            assert_eq!((payload, proofs), (len as u64, proof.len() as u64));
             assert_eq!(tokens.len(), 3);
         }
     }
